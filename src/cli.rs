@@ -1,0 +1,130 @@
+//! The command line. Option names are an interface: unit files and scripts depend on them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::log::LogMode;
+use crate::target::Target;
+
+const EXAMPLES: &str = "\
+Examples:
+  # in a systemd service started by an Accept=yes socket (StandardInput=socket):
+  ExecStart=/usr/bin/dynproxy db.internal.example:5432
+
+  # FastCGI behind an AWS load balancer, both address families, 5 s to connect:
+  dynproxy --connect-timeout 5 php.backend.example:9000
+
+  # ask a specific DNS server, IPv4 only, send a PROXY v2 header:
+  dynproxy --nameserver 10.0.0.2 -4 --proxy-protocol v2 app.internal:8080
+
+  # by hand, like `socat STDIO TCP:...`, with every step logged to the terminal:
+  printf 'GET / HTTP/1.0\\r\\n\\r\\n' | dynproxy -v localhost:80
+
+  # a unix socket, and an abstract unix socket:
+  dynproxy /run/php/php-fpm.sock
+  dynproxy @backend
+
+Exit status: 0 relayed, 64 usage, 68 no such name or address, 69 no address accepted the
+connection, 74 I/O error, 75 DNS failing for now.";
+
+/// Relay one connection to a backend whose address is looked up afresh for it.
+///
+/// dynproxy serves exactly one client connection: the one systemd passes on fd 3
+/// (Accept=yes, LISTEN_FDS=1) or the one on stdin/stdout (StandardInput=socket, inetd, or a
+/// shell). It resolves TARGET, connects to the first address that answers (all addresses are
+/// tried, IPv6 and IPv4 interleaved), relays both directions until both are finished, logs one
+/// line and exits.
+#[derive(Debug, Parser)]
+#[command(name = "dynproxy", version, after_help = EXAMPLES)]
+pub struct Args {
+    /// HOST:PORT, IPV4:PORT, [IPV6]:PORT, /path/to/unix.sock or @abstract-name
+    #[arg(value_name = "TARGET", value_parser = Target::parse)]
+    pub target: Target,
+
+    /// Ask this DNS server instead of /etc/resolv.conf's (repeat for more); port 53 by default
+    #[arg(long = "nameserver", value_name = "IP[:PORT]", value_parser = parse_nameserver)]
+    pub nameservers: Vec<SocketAddr>,
+
+    /// Give up resolving after SECS [default: resolv.conf's timeout × attempts]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub resolve_timeout: Option<Duration>,
+
+    /// Give up connecting (all addresses together) after SECS
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "10")]
+    pub connect_timeout: Duration,
+
+    /// End the session after SECS without a byte in either direction
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub exit_idle_time: Option<Duration>,
+
+    /// Use IPv4 addresses only
+    #[arg(short = '4', conflicts_with = "ipv6_only")]
+    pub ipv4_only: bool,
+
+    /// Use IPv6 addresses only
+    #[arg(short = '6')]
+    pub ipv6_only: bool,
+
+    /// Send a HAProxy PROXY protocol header with the client's address first
+    #[arg(long, value_name = "VERSION")]
+    pub proxy_protocol: Option<ProxyVersion>,
+
+    /// Where log lines go
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = LogMode::Auto)]
+    pub log: LogMode,
+
+    /// Log every step: DNS answers, each connect attempt, timings
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProxyVersion {
+    /// the text header: "PROXY TCP4 src dst sport dport\r\n"
+    V1,
+    /// the binary header
+    V2,
+}
+
+/// What the command line asks for, or what to print instead.
+pub enum Parsed {
+    Run(Box<Args>),
+    /// --help or --version: print to stdout, exit 0.
+    Print(String),
+    /// A usage error, already explained.
+    Usage(String),
+}
+
+pub fn parse() -> Parsed {
+    match Args::try_parse() {
+        Ok(args) => Parsed::Run(Box::new(args)),
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                Parsed::Print(e.render().to_string())
+            }
+            _ => Parsed::Usage(e.render().to_string().trim_end().to_owned()),
+        },
+    }
+}
+
+fn parse_nameserver(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    match text.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => Ok(addr),
+        _ => Err("expected an IP address, IP:PORT or [IPV6]:PORT".into()),
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds <= 1e9) {
+        return Err("expected a number of seconds greater than 0".into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}

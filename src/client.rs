@@ -1,0 +1,251 @@
+//! Where the client is: the connection systemd hands over on fd 3 (LISTEN_FDS), or fds 0
+//! and 1 as an inetd, `StandardInput=socket` or a shell gives them — a socket, pipes, a
+//! terminal, /dev/null or regular files.
+
+use std::env;
+use std::fs::{File, OpenOptions};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use crate::error::Error;
+use crate::sys::{self, FileId};
+
+/// How a descriptor behaves, which decides how the relay may wait on it and move bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Socket,
+    Pipe,
+    Tty,
+    /// Regular files, /dev/null and other devices: epoll refuses them, and they never block.
+    Plain,
+}
+
+/// One readable or writable descriptor of the client.
+#[derive(Clone, Copy, Debug)]
+pub struct End {
+    pub fd: RawFd,
+    pub kind: Kind,
+    /// The inherited descriptor behind `fd` when `fd` is a private reopening of it.
+    pub inherited: RawFd,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    pub input: End,
+    pub output: End,
+    /// The peer's address for IP clients, for the log line and the PROXY header.
+    pub remote: Option<SocketAddr>,
+    /// What fd 2 is, for the log to decide whether it may write there.
+    pub stderr: FileId,
+    /// fd 2 reaches the client (systemd's StandardInput=socket without StandardError=).
+    pub stderr_is_client: bool,
+}
+
+const SYSTEMD_FD: RawFd = 3;
+
+impl Client {
+    pub fn from_environment() -> Result<Client, Error> {
+        let stdio = [stdio_fd(0)?, stdio_fd(1)?, stdio_fd(2)?];
+        let (input, output, ids) = match systemd_socket()? {
+            Some(fd) => {
+                let id = sys::fstat(fd)
+                    .map_err(|e| Error::Usage(format!("LISTEN_FDS=1 but fd 3 is unusable: {e}")))?;
+                if !id.is_socket() {
+                    return Err(Error::Usage("LISTEN_FDS=1 but fd 3 is not a socket".into()));
+                }
+                let end = End::new(fd, Kind::Socket);
+                (end, end, vec![id])
+            }
+            None => {
+                let input = End::new(0, kind_of(0, &stdio[0]));
+                let output = if input.kind == Kind::Socket && stdio[0].same_object(&stdio[1]) {
+                    input
+                } else {
+                    End::new(1, kind_of(1, &stdio[1]))
+                };
+                (input, output, vec![stdio[0], stdio[1]])
+            }
+        };
+        if input.kind == Kind::Socket && sys::is_listening(input.fd) {
+            return Err(Error::Usage(
+                "the client socket is a listening socket: the .socket unit needs Accept=yes".into(),
+            ));
+        }
+        let remote = match input.kind {
+            Kind::Socket => sys::peer_address(input.fd).ok().flatten(),
+            _ => None,
+        };
+        Ok(Client {
+            input,
+            output,
+            remote,
+            stderr: stdio[2],
+            stderr_is_client: ids.iter().any(|id| id.same_object(&stdio[2])),
+        })
+    }
+
+    /// One socket both ways: the usual case under systemd and inetd.
+    pub fn is_one_socket(&self) -> bool {
+        self.input.fd == self.output.fd
+    }
+
+    /// How the log line names the client.
+    pub fn describe(&self) -> String {
+        match (self.remote, self.input.kind) {
+            (Some(addr), _) => addr.to_string(),
+            (None, Kind::Socket) => "unix".into(),
+            (None, _) => "stdio".into(),
+        }
+    }
+
+    /// (client address, address it connected to), for the PROXY header; None unless IP.
+    pub fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let local = sys::local_address(self.input.fd).ok().flatten()?;
+        Some((self.remote?, local))
+    }
+
+    /// Makes the descriptors non-blocking for the relay without leaving O_NONBLOCK on an
+    /// open file that the parent (a shell, a terminal) still uses: pipes and terminals are
+    /// reopened privately; sockets get the flag, and `Nonblocking` puts it back when dropped.
+    pub fn nonblocking(&self) -> Nonblocking {
+        let mut guard = Nonblocking::default();
+        let input = guard.adopt(self.input, false);
+        let output = if self.is_one_socket() {
+            input
+        } else {
+            guard.adopt(self.output, true)
+        };
+        guard.input = input;
+        guard.output = output;
+        guard
+    }
+}
+
+impl End {
+    fn new(fd: RawFd, kind: Kind) -> End {
+        End {
+            fd,
+            kind,
+            inherited: fd,
+        }
+    }
+}
+
+/// The client's descriptors as the relay uses them. Dropping it restores the file status
+/// flags it changed and closes the private reopenings.
+#[derive(Debug)]
+pub struct Nonblocking {
+    pub input: End,
+    pub output: End,
+    reopened: Vec<OwnedFd>,
+    restore: Vec<(RawFd, i32)>,
+}
+
+impl Default for Nonblocking {
+    fn default() -> Self {
+        let none = End::new(-1, Kind::Plain);
+        Nonblocking {
+            input: none,
+            output: none,
+            reopened: Vec::new(),
+            restore: Vec::new(),
+        }
+    }
+}
+
+impl Nonblocking {
+    fn adopt(&mut self, end: End, write: bool) -> End {
+        if end.kind == Kind::Plain {
+            return end;
+        }
+        if matches!(end.kind, Kind::Pipe | Kind::Tty) {
+            if let Ok(fd) = reopen(end.fd, write) {
+                let private = End {
+                    fd: fd.as_raw_fd(),
+                    ..end
+                };
+                self.reopened.push(fd);
+                return private;
+            }
+        }
+        if let Ok(flags) = sys::get_flags(end.fd) {
+            if flags & libc::O_NONBLOCK == 0
+                && sys::set_flags(end.fd, flags | libc::O_NONBLOCK).is_ok()
+            {
+                self.restore.push((end.fd, flags));
+            }
+        }
+        end
+    }
+}
+
+impl Drop for Nonblocking {
+    fn drop(&mut self) {
+        for &(fd, flags) in &self.restore {
+            let _ = sys::set_flags(fd, flags);
+        }
+    }
+}
+
+/// A new open file description of the same pipe or terminal, so that O_NONBLOCK on it is
+/// ours alone (fcntl on an inherited descriptor would change the parent's file too).
+fn reopen(fd: RawFd, write: bool) -> std::io::Result<OwnedFd> {
+    let file = OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(format!("/proc/self/fd/{fd}"))?;
+    Ok(file.into())
+}
+
+/// What fd 0, 1 or 2 is; a closed one is pointed at /dev/null first, because otherwise the
+/// next socket opened would take its number and a log line meant for stderr could reach a
+/// backend.
+fn stdio_fd(fd: RawFd) -> Result<FileId, Error> {
+    if let Ok(id) = sys::fstat(fd) {
+        return Ok(id);
+    }
+    let null = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| {
+            Error::Io(format!(
+                "fd {fd} is closed and /dev/null cannot be opened: {e}"
+            ))
+        })?;
+    // The lowest free number is `fd` itself: it stays open for the life of the process.
+    let opened = null.into_raw_fd();
+    sys::fstat(opened).map_err(|e| Error::Io(format!("/dev/null: {e}")))
+}
+
+/// fd 3 when systemd passed exactly one connection to this very process.
+fn systemd_socket() -> Result<Option<RawFd>, Error> {
+    let for_us = env::var("LISTEN_PID").is_ok_and(|pid| pid.parse() == Ok(std::process::id()));
+    if !for_us {
+        return Ok(None);
+    }
+    let count = env::var("LISTEN_FDS").unwrap_or_default();
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        sys::unsetenv(name);
+    }
+    if count != "1" {
+        return Err(Error::Usage(format!(
+            "systemd passed LISTEN_FDS={count:?}; dynproxy serves exactly one connection (Accept=yes)"
+        )));
+    }
+    Ok(Some(SYSTEMD_FD))
+}
+
+fn kind_of(fd: RawFd, id: &FileId) -> Kind {
+    if id.is_socket() {
+        Kind::Socket
+    } else if id.is_fifo() {
+        Kind::Pipe
+    } else if id.is_char_device() && sys::is_tty(fd) {
+        Kind::Tty
+    } else {
+        Kind::Plain
+    }
+}

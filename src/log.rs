@@ -1,0 +1,230 @@
+//! Where log lines go, and the one line that sums up a session.
+//!
+//! Never a byte into the client: under systemd's `StandardInput=socket` without
+//! `StandardError=`, fd 2 IS the client's socket, so every choice below checks that first.
+
+use std::env;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+
+use crate::error::Error;
+use crate::sys::FileId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogMode {
+    /// stderr when it is a terminal, a pipe, a file or the journal; syslog otherwise
+    Auto,
+    /// syslog (/dev/log), facility daemon
+    Syslog,
+    /// stderr, unless stderr is the client's socket (then syslog)
+    Stderr,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Error,
+    Info,
+    Debug,
+}
+
+enum Sink {
+    /// `journal`: stderr is systemd's journal stream, which reads a `<N>` priority prefix.
+    Stderr { journal: bool },
+    /// Connected at the first line, so sessions that log to stderr never pay for it.
+    Syslog(Option<Logger<LoggerBackend, Formatter3164>>),
+}
+
+pub struct Log {
+    sink: Sink,
+    verbose: bool,
+}
+
+impl Log {
+    /// `stderr_is_client`: fd 2 reaches the client, so it must not be written to at all.
+    pub fn new(mode: LogMode, verbose: bool, stderr: FileId, stderr_is_client: bool) -> Log {
+        let journal = is_journal_stream(&stderr);
+        let human = !stderr.is_socket() && (!stderr.is_char_device() || is_tty(2));
+        let to_stderr = !stderr_is_client
+            && match mode {
+                LogMode::Stderr => true,
+                LogMode::Syslog => false,
+                LogMode::Auto => journal || human,
+            };
+        let sink = if to_stderr {
+            Sink::Stderr { journal }
+        } else {
+            Sink::Syslog(None)
+        };
+        Log { sink, verbose }
+    }
+
+    /// A step of the session, logged with -v only.
+    pub fn step(&mut self, message: fmt::Arguments<'_>) {
+        if self.verbose {
+            self.write(Level::Debug, &message.to_string());
+        }
+    }
+
+    pub fn error(&mut self, message: &str) {
+        self.write(Level::Error, message);
+    }
+
+    pub fn session(&mut self, summary: &Summary) {
+        let level = match summary.ending {
+            Ending::Failed(_) => Level::Error,
+            _ => Level::Info,
+        };
+        self.write(level, &summary.to_string());
+    }
+
+    fn write(&mut self, level: Level, message: &str) {
+        match &mut self.sink {
+            Sink::Stderr { journal } => {
+                let line = if *journal {
+                    let priority = match level {
+                        Level::Error => 3,
+                        Level::Info => 6,
+                        Level::Debug => 7,
+                    };
+                    format!("<{priority}>{message}\n")
+                } else {
+                    format!("dynproxy: {message}\n")
+                };
+                // One write per line, so lines of concurrent sessions sharing a pipe never mix.
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+            Sink::Syslog(logger) => {
+                if logger.is_none() {
+                    *logger = syslog::unix(Formatter3164 {
+                        facility: Facility::LOG_DAEMON,
+                        hostname: None,
+                        process: "dynproxy".into(),
+                        pid: std::process::id(),
+                    })
+                    .ok();
+                }
+                // No syslog daemon: nowhere safe is left to report to, and the client must not
+                // see it, so the line is dropped.
+                if let Some(logger) = logger {
+                    let _ = match level {
+                        Level::Error => logger.err(message),
+                        Level::Info => logger.info(message),
+                        Level::Debug => logger.debug(message),
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn is_tty(fd: i32) -> bool {
+    crate::sys::is_tty(fd)
+}
+
+/// systemd sets JOURNAL_STREAM=DEV:INODE for the stream it connects to stderr.
+fn is_journal_stream(stderr: &FileId) -> bool {
+    let Ok(value) = env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    dev.parse() == Ok(stderr.dev) && ino.parse() == Ok(stderr.ino)
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum Ending {
+    /// Both directions finished: each side closed its sending half.
+    Closed,
+    /// No byte moved either way for --exit-idle-time.
+    Idle,
+    /// A peer reset the connection (or closed it while data was still flowing to it).
+    Reset(&'static str),
+    /// A stop signal (SIGTERM, SIGINT, SIGHUP) arrived.
+    Signal(i32),
+    Failed(Error),
+}
+
+/// The one line every session logs when it ends.
+pub struct Summary {
+    pub client: String,
+    pub target: String,
+    pub backend: Option<String>,
+    pub to_backend: u64,
+    pub to_client: u64,
+    pub duration: Duration,
+    pub ending: Ending,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "session client={} target={} backend={} to_backend={} to_client={} duration={:.3}s end=",
+            field(&self.client),
+            field(&self.target),
+            field(self.backend.as_deref().unwrap_or("-")),
+            self.to_backend,
+            self.to_client,
+            self.duration.as_secs_f64(),
+        )?;
+        match &self.ending {
+            Ending::Closed => f.write_str("closed"),
+            Ending::Idle => f.write_str("idle"),
+            Ending::Reset(by) => write!(f, "reset reason={}", quoted(&format!("reset by {by}"))),
+            Ending::Signal(signal) => write!(f, "signal reason={}", quoted(signal_name(*signal))),
+            Ending::Failed(error) => write!(
+                f,
+                "error status={} reason={}",
+                error.exit_status(),
+                quoted(&error.to_string())
+            ),
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        _ => "signal",
+    }
+}
+
+/// A value as-is when it is one plain word, quoted otherwise (unix paths may hold spaces).
+fn field(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' && c != '=');
+    if plain {
+        value.to_owned()
+    } else {
+        quoted(value)
+    }
+}
+
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

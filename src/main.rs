@@ -1,0 +1,155 @@
+//! dynproxy: one process per connection. The session is a pipeline, and so is this file:
+//! where the client is → the command line → the target → resolve → connect → PROXY header →
+//! relay → the session line → the exit status.
+
+mod cli;
+mod client;
+mod connect;
+mod error;
+mod log;
+mod proxy_header;
+mod relay;
+mod resolve;
+mod sys;
+mod target;
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::SocketAddr as UnixAddr;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use cli::{Args, Parsed};
+use client::Client;
+use connect::Backend;
+use error::Error;
+use log::{Ending, Log, LogMode, Summary};
+use relay::{Ended, Relay, Totals};
+use resolve::Family;
+use target::Target;
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    // The client first: until we know whether fd 2 is the client, nothing may be logged.
+    let client = match Client::from_environment() {
+        Ok(client) => client,
+        Err(error) => return refuse(&error),
+    };
+    let args = match cli::parse() {
+        Parsed::Run(args) => args,
+        Parsed::Print(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Usage(message) => {
+            let mut log = Log::new(LogMode::Auto, false, client.stderr, client.stderr_is_client);
+            log.error(&message);
+            return Error::Usage(message).exit_code();
+        }
+    };
+    let mut log = Log::new(
+        args.log,
+        args.verbose,
+        client.stderr,
+        client.stderr_is_client,
+    );
+    let (ending, totals, backend) = session(&args, &client, &mut log);
+    let status = match &ending {
+        Ending::Failed(error) => error.exit_code(),
+        _ => ExitCode::SUCCESS,
+    };
+    let signal = match ending {
+        Ending::Signal(signal) => Some(signal),
+        _ => None,
+    };
+    log.session(&Summary {
+        client: client.describe(),
+        target: args.target.to_string(),
+        backend,
+        to_backend: totals.to_backend,
+        to_client: totals.to_client,
+        duration: started.elapsed(),
+        ending,
+    });
+    if let Some(signal) = signal {
+        sys::die_by_signal(signal);
+    }
+    status
+}
+
+/// Connects and relays; returns how it ended, the byte counts and the backend reached.
+fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Option<String>) {
+    let backend = match connect_backend(args, log) {
+        Ok(backend) => backend,
+        Err(error) => return (Ending::Failed(error), Totals::default(), None),
+    };
+    let preface = args
+        .proxy_protocol
+        .map(|version| proxy_header::encode(version, client.addresses()));
+    if client.remote.is_some() {
+        // Small writes from the client must not wait on Nagle twice (once here).
+        let _ = sys::set_nodelay(client.input.fd);
+    }
+    let stream = client.nonblocking();
+    let relay = Relay {
+        client: &stream,
+        backend: &backend.fd,
+        preface,
+        idle_timeout: args.exit_idle_time,
+    };
+    let (result, totals) = relay.run(log);
+    let ending = match result {
+        Ok(Ended::Closed) => Ending::Closed,
+        Ok(Ended::Idle) => Ending::Idle,
+        Ok(Ended::Reset(side)) => Ending::Reset(side),
+        Ok(Ended::Signal(signal)) => Ending::Signal(signal),
+        Err(error) => Ending::Failed(error),
+    };
+    (ending, totals, Some(backend.address))
+}
+
+fn connect_backend(args: &Args, log: &mut Log) -> Result<Backend, Error> {
+    let family = match (args.ipv4_only, args.ipv6_only) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    };
+    let timeout = args.connect_timeout;
+    match &args.target {
+        Target::Addr(address) if !family.allows(address.ip()) => Err(Error::Usage(format!(
+            "{address} is not of the address family that -4/-6 asks for"
+        ))),
+        Target::Addr(address) => connect::connect_tcp(&[*address], timeout, log),
+        Target::Name { host, port } => {
+            let options = resolve::Options {
+                nameservers: &args.nameservers,
+                timeout: args.resolve_timeout,
+                family,
+            };
+            let addresses = resolve::resolve(host, &options, log)?;
+            let addresses: Vec<_> = addresses
+                .into_iter()
+                .map(|ip| std::net::SocketAddr::new(ip, *port))
+                .collect();
+            connect::connect_tcp(&addresses, timeout, log)
+        }
+        Target::Path(path) => {
+            let address = UnixAddr::from_pathname(path)
+                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+            connect::connect_unix(&address, &args.target.to_string(), timeout, log)
+        }
+        Target::Abstract(name) => {
+            let address = UnixAddr::from_abstract_name(name)
+                .map_err(|e| Error::Usage(format!("@{}: {e}", String::from_utf8_lossy(name))))?;
+            connect::connect_unix(&address, &args.target.to_string(), timeout, log)
+        }
+    }
+}
+
+/// The client could not even be found: say so wherever is safe, and exit.
+fn refuse(error: &Error) -> ExitCode {
+    if let Ok(stderr) = sys::fstat(2) {
+        // fd 2 may be the client's socket: `Auto` writes to no socket but the journal's.
+        Log::new(LogMode::Auto, false, stderr, false).error(&error.to_string());
+    }
+    error.exit_code()
+}

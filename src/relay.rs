@@ -1,0 +1,487 @@
+//! Relay: bytes both ways until both directions are finished, in one thread with one mio loop.
+//!
+//! Each direction is a `Flow` from one descriptor to another through a bounded buffer — a
+//! pipe for splice(2) when both ends allow it, memory otherwise — and one small function,
+//! `Flow::pump`, moves every direction. A full buffer stops reading its source, so memory
+//! stays bounded whatever the speeds. An end of stream is passed on as shutdown(SHUT_WR),
+//! never as a close: a backend may answer long after the client's half-close.
+//!
+//! mio is edge-triggered: readiness is remembered per descriptor (`Port`) and forgotten only
+//! when a call says WouldBlock.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::client::{End, Kind, Nonblocking};
+use crate::error::{Error, os_message};
+use crate::log::Log;
+use crate::sys;
+
+/// Memory buffer per direction when splice cannot be used.
+const COPY_BUFFER: usize = 64 * 1024;
+/// What a new pipe holds on Linux. Should the user's pipe quota have made it smaller, splice
+/// reports the pipe full early, which `Flow::pump` handles like any full pipe.
+const DEFAULT_PIPE: usize = 64 * 1024;
+/// A pipe that fills up is grown to this once: bulk transfers need fewer, larger splices.
+const BIG_PIPE: usize = 1024 * 1024;
+/// Rounds of read+write one direction may take before the other gets a turn.
+const ROUNDS: usize = 16;
+const SIGNAL: Token = Token(1000);
+
+/// How a relay that did its job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Closed,
+    Idle,
+    Reset(&'static str),
+    Signal(i32),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    pub to_backend: u64,
+    pub to_client: u64,
+}
+
+/// Why a direction stopped early.
+enum Stop {
+    Reset(&'static str),
+    Failed(Error),
+}
+
+/// One descriptor as the loop sees it.
+struct Port {
+    fd: RawFd,
+    kind: Kind,
+    /// The inherited descriptor behind a private reopening (see client.rs).
+    inherited: RawFd,
+    side: &'static str,
+    readable: bool,
+    writable: bool,
+}
+
+impl Port {
+    fn new(end: End, side: &'static str) -> Port {
+        // epoll refuses regular files and /dev/null; they never block, so they are always ready.
+        let ready = end.kind == Kind::Plain;
+        Port {
+            fd: end.fd,
+            kind: end.kind,
+            inherited: end.inherited,
+            side,
+            readable: ready,
+            writable: ready,
+        }
+    }
+
+    fn backend(fd: RawFd) -> Port {
+        Port::new(
+            End {
+                fd,
+                kind: Kind::Socket,
+                inherited: fd,
+            },
+            "backend",
+        )
+    }
+
+    fn splices(&self) -> bool {
+        matches!(self.kind, Kind::Socket | Kind::Pipe)
+    }
+}
+
+enum Buffer {
+    /// Nothing allocated yet: a direction that never carries a byte never pays for a buffer.
+    None,
+    Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+        len: usize,
+        capacity: usize,
+        grown: bool,
+    },
+    Memory {
+        data: Box<[u8]>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Buffer {
+    fn len(&self) -> usize {
+        match self {
+            Buffer::None => 0,
+            Buffer::Pipe { len, .. } => *len,
+            Buffer::Memory { start, end, .. } => end - start,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        match self {
+            Buffer::None => true,
+            Buffer::Pipe { len, capacity, .. } => len < capacity,
+            Buffer::Memory { data, start, end } => *start > 0 || *end < data.len(),
+        }
+    }
+}
+
+/// One direction of traffic.
+struct Flow {
+    from: usize,
+    to: usize,
+    buffer: Buffer,
+    zero_copy: bool,
+    /// The source has ended (read returned 0).
+    eof: bool,
+    /// The end of stream has been passed on to the destination.
+    finished: bool,
+    /// Bytes written to the destination.
+    moved: u64,
+}
+
+impl Flow {
+    fn new(from: usize, to: usize, ports: &[Port]) -> Flow {
+        Flow {
+            from,
+            to,
+            buffer: Buffer::None,
+            zero_copy: ports[from].splices() && ports[to].splices(),
+            eof: false,
+            finished: false,
+            moved: 0,
+        }
+    }
+
+    /// Moves what it can without blocking. Ok(true) when it stopped only because its turn
+    /// was over, so the loop must come back without waiting for an event.
+    fn pump(&mut self, ports: &mut [Port]) -> Result<bool, Stop> {
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+            let from = &ports[self.from];
+            if !self.eof && from.readable && self.buffer.has_room() {
+                match self.fill(from.fd) {
+                    Ok(0) => {
+                        self.eof = true;
+                        progress = true;
+                    }
+                    Ok(_) => progress = true,
+                    // A pipe that splice calls full may just be out of slots: only an empty
+                    // one proves the source is dry.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if self.buffer.len() == 0 || !self.zero_copy {
+                            ports[self.from].readable = false;
+                        } else {
+                            self.grow();
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(e) => return Err(failure(e, ports[self.from].side, "reading from")),
+                }
+            }
+            let to = &ports[self.to];
+            if self.buffer.len() > 0 && to.writable {
+                match self.drain(to.fd) {
+                    Ok(n) => {
+                        self.moved += n as u64;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        ports[self.to].writable = false;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(e) => return Err(failure(e, ports[self.to].side, "writing to")),
+                }
+            }
+            if self.eof && self.buffer.len() == 0 && !self.finished {
+                finish_writing(&ports[self.to])
+                    .map_err(|e| failure(e, ports[self.to].side, "closing the stream to"))?;
+                self.finished = true;
+                progress = true;
+            }
+            if !progress {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes out what is buffered, for as long as the destination takes it; used when the
+    /// other side has reset and the session is about to end.
+    fn flush(&mut self, ports: &[Port]) {
+        let to = &ports[self.to];
+        while self.buffer.len() > 0 && to.writable {
+            match self.drain(to.fd) {
+                Ok(n) => self.moved += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn fill(&mut self, fd: RawFd) -> io::Result<usize> {
+        if let Buffer::None = self.buffer {
+            self.buffer = self.allocate()?;
+        }
+        let n = match &mut self.buffer {
+            Buffer::None => 0,
+            Buffer::Pipe {
+                write,
+                len,
+                capacity,
+                ..
+            } => {
+                let n = sys::splice(fd, write.as_raw_fd(), *capacity - *len)?;
+                *len += n;
+                n
+            }
+            Buffer::Memory { data, start, end } => {
+                if *end == data.len() {
+                    data.copy_within(*start..*end, 0);
+                    (*start, *end) = (0, *end - *start);
+                }
+                let n = sys::read(fd, &mut data[*end..])?;
+                *end += n;
+                n
+            }
+        };
+        if !self.buffer.has_room() {
+            self.grow();
+        }
+        Ok(n)
+    }
+
+    fn drain(&mut self, fd: RawFd) -> io::Result<usize> {
+        match &mut self.buffer {
+            Buffer::None => Ok(0),
+            Buffer::Pipe { read, len, .. } => {
+                let n = sys::splice(read.as_raw_fd(), fd, *len)?;
+                *len -= n;
+                Ok(n)
+            }
+            Buffer::Memory { data, start, end } => {
+                let n = sys::write(fd, &data[*start..*end])?;
+                *start += n;
+                if start == end {
+                    (*start, *end) = (0, 0);
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn allocate(&self) -> io::Result<Buffer> {
+        if self.zero_copy {
+            let (read, write) = sys::pipe()?;
+            return Ok(Buffer::Pipe {
+                read,
+                write,
+                len: 0,
+                capacity: DEFAULT_PIPE,
+                grown: false,
+            });
+        }
+        Ok(Buffer::Memory {
+            data: vec![0; COPY_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        })
+    }
+
+    /// Bulk traffic filled the pipe: ask for a bigger one, once. Refusal is fine (the
+    /// per-user pipe quota may be spent): the pipe keeps its size.
+    fn grow(&mut self) {
+        if let Buffer::Pipe {
+            read,
+            capacity,
+            grown,
+            ..
+        } = &mut self.buffer
+        {
+            if !*grown {
+                *grown = true;
+                if let Ok(size) = sys::set_pipe_size(read.as_raw_fd(), BIG_PIPE) {
+                    *capacity = size;
+                }
+            }
+        }
+    }
+
+    /// Puts bytes (the PROXY header) ahead of anything read from the source.
+    fn preload(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buffer = self.allocate()?;
+        match &mut self.buffer {
+            Buffer::None => Ok(()),
+            Buffer::Pipe { write, len, .. } => {
+                // An empty pipe takes a write of up to PIPE_BUF (4096) bytes whole.
+                *len = sys::write(write.as_raw_fd(), bytes)?;
+                Ok(())
+            }
+            Buffer::Memory { data, end, .. } => {
+                data[..bytes.len()].copy_from_slice(bytes);
+                *end = bytes.len();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Passes an end of stream on: a socket gets shutdown(SHUT_WR); a pipe must lose every
+/// writer, so both our descriptor and the inherited one are pointed at /dev/null.
+fn finish_writing(port: &Port) -> io::Result<()> {
+    match port.kind {
+        Kind::Socket => match sys::shutdown_write(port.fd) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
+            result => result,
+        },
+        Kind::Pipe => {
+            let null: OwnedFd = File::options().write(true).open("/dev/null")?.into();
+            sys::replace_fd(&null, port.fd)?;
+            if port.inherited != port.fd {
+                sys::replace_fd(&null, port.inherited)?;
+            }
+            Ok(())
+        }
+        Kind::Tty | Kind::Plain => Ok(()),
+    }
+}
+
+fn failure(error: io::Error, side: &'static str, doing: &str) -> Stop {
+    match error.raw_os_error() {
+        Some(libc::ECONNRESET | libc::EPIPE) => Stop::Reset(side),
+        _ => Stop::Failed(Error::Io(format!(
+            "{doing} the {side}: {}",
+            os_message(&error)
+        ))),
+    }
+}
+
+pub struct Relay<'a> {
+    pub client: &'a Nonblocking,
+    pub backend: &'a OwnedFd,
+    /// Sent to the backend before any client byte (the PROXY header).
+    pub preface: Option<Vec<u8>>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Relay<'_> {
+    pub fn run(self, log: &mut Log) -> (Result<Ended, Error>, Totals) {
+        let preface_len = self.preface.as_ref().map_or(0, Vec::len) as u64;
+        let mut ports = vec![Port::new(self.client.input, "client")];
+        if self.client.output.fd != self.client.input.fd {
+            ports.push(Port::new(self.client.output, "client"));
+        }
+        let client_out = ports.len() - 1;
+        ports.push(Port::backend(self.backend.as_raw_fd()));
+        let backend = ports.len() - 1;
+        let mut flows = [
+            Flow::new(0, backend, &ports),
+            Flow::new(backend, client_out, &ports),
+        ];
+        let result = self.run_loop(&mut ports, &mut flows, log);
+        let totals = Totals {
+            to_backend: flows[0].moved.saturating_sub(preface_len),
+            to_client: flows[1].moved,
+        };
+        (result, totals)
+    }
+
+    fn run_loop(
+        &self,
+        ports: &mut [Port],
+        flows: &mut [Flow; 2],
+        log: &mut Log,
+    ) -> Result<Ended, Error> {
+        let io_error = |e: io::Error| Error::Io(format!("relay: {e}"));
+        let mut poll = Poll::new().map_err(io_error)?;
+        for (index, port) in ports.iter().enumerate() {
+            register(&poll, port, index, flows).map_err(io_error)?;
+        }
+        let signals = sys::stop_signal_fd().map_err(io_error)?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&signals.as_raw_fd()),
+                SIGNAL,
+                Interest::READABLE,
+            )
+            .map_err(io_error)?;
+        if let Some(preface) = &self.preface {
+            flows[0].preload(preface).map_err(io_error)?;
+        }
+        let mut events = Events::with_capacity(8);
+        let mut last_activity = Instant::now();
+        loop {
+            let before: u64 = flows.iter().map(|f| f.moved).sum();
+            let mut more = false;
+            for index in 0..flows.len() {
+                match flows[index].pump(ports) {
+                    Ok(again) => more |= again,
+                    Err(Stop::Reset(side)) => {
+                        for flow in flows.iter_mut().filter(|f| ports[f.to].side != side) {
+                            flow.flush(ports);
+                        }
+                        log.step(format_args!("the {side} reset the connection"));
+                        return Ok(Ended::Reset(side));
+                    }
+                    Err(Stop::Failed(error)) => return Err(error),
+                }
+            }
+            if flows.iter().all(|f| f.finished) {
+                return Ok(Ended::Closed);
+            }
+            let now = Instant::now();
+            if flows.iter().map(|f| f.moved).sum::<u64>() != before {
+                last_activity = now;
+            }
+            let mut timeout = self
+                .idle_timeout
+                .map(|idle| (last_activity + idle).saturating_duration_since(now));
+            if timeout == Some(Duration::ZERO) {
+                return Ok(Ended::Idle);
+            }
+            if more {
+                timeout = Some(Duration::ZERO);
+            }
+            match poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(e)),
+            }
+            for event in &events {
+                if event.token() == SIGNAL {
+                    if let Some(signal) = sys::read_signal(&signals) {
+                        return Ok(Ended::Signal(signal));
+                    }
+                    continue;
+                }
+                let Some(port) = ports.get_mut(event.token().0) else {
+                    continue;
+                };
+                // Errors and hang-ups are reported as readiness: the next call returns them.
+                let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
+                port.readable |= event.is_readable() || broken;
+                port.writable |= event.is_writable() || broken;
+            }
+        }
+    }
+}
+
+/// Registers a port for what the flows need of it; Plain ports are always ready instead.
+fn register(poll: &Poll, port: &Port, index: usize, flows: &[Flow]) -> io::Result<()> {
+    if port.kind == Kind::Plain {
+        return Ok(());
+    }
+    let reads = flows.iter().any(|f| f.from == index);
+    let writes = flows.iter().any(|f| f.to == index);
+    let interest = match (reads, writes) {
+        (true, true) => Interest::READABLE | Interest::WRITABLE,
+        (false, true) => Interest::WRITABLE,
+        _ => Interest::READABLE,
+    };
+    poll.registry()
+        .register(&mut SourceFd(&port.fd), Token(index), interest)
+}

@@ -1,0 +1,265 @@
+//! Thin, safe wrappers around the few libc calls the standard library does not offer.
+//!
+//! Every `unsafe` block of the program lives here, one small block per call. The
+//! descriptors passed in are raw because most of them are inherited (0, 1, 3) and are never
+//! closed by this program; the ones it creates are `OwnedFd`s held by their stage.
+
+use std::ffi::CString;
+use std::io;
+use std::mem::{self, MaybeUninit};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Turns a libc return value into `io::Result`, reading errno on -1.
+fn check<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
+    if ret == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// What an open descriptor refers to, from fstat(2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+}
+
+impl FileId {
+    pub fn is_socket(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFSOCK
+    }
+    pub fn is_fifo(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFIFO
+    }
+    pub fn is_char_device(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFCHR
+    }
+    /// Same open object (socket, pipe, file), whatever descriptor number reaches it.
+    pub fn same_object(&self, other: &FileId) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+}
+
+pub fn fstat(fd: RawFd) -> io::Result<FileId> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `struct stat` into the buffer we own; any fd value is allowed.
+    check(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstat returned 0, so it initialised the struct.
+    let st = unsafe { st.assume_init() };
+    Ok(FileId {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        mode: st.st_mode,
+    })
+}
+
+pub fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+pub fn get_flags(fd: RawFd) -> io::Result<i32> {
+    // SAFETY: F_GETFL takes no argument and only reads the file status flags.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFL) })
+}
+
+pub fn set_flags(fd: RawFd, flags: i32) -> io::Result<()> {
+    // SAFETY: F_SETFL takes an int argument and changes only the file status flags.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }).map(drop)
+}
+
+/// Points `fd` at the open file of `with` (dup2), closing what `fd` referred to.
+pub fn replace_fd(with: &OwnedFd, fd: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on two descriptor numbers; `with` is open for the duration of the call.
+    check(unsafe { libc::dup2(with.as_raw_fd(), fd) }).map(drop)
+}
+
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most buf.len() bytes into memory we borrow mutably.
+    let n = check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the kernel reads at most buf.len() bytes from memory we borrow.
+    let n = check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
+/// Moves up to `len` bytes between two descriptors inside the kernel; one must be a pipe.
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    // SAFETY: null offsets mean "current position"; no user memory is involved.
+    let n = check(unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    })?;
+    Ok(n as usize)
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both descriptors are new and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Asks for a pipe of `size` bytes; returns the size the kernel granted.
+pub fn set_pipe_size(fd: RawFd, size: usize) -> io::Result<usize> {
+    let size = i32::try_from(size).unwrap_or(i32::MAX);
+    // SAFETY: F_SETPIPE_SZ takes an int argument and only resizes the pipe's ring.
+    let granted = check(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) })?;
+    Ok(granted as usize)
+}
+
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown only changes the socket's state.
+    check(unsafe { libc::shutdown(fd, libc::SHUT_WR) }).map(drop)
+}
+
+fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `value`, which we own.
+    check(unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) })?;
+    Ok(value)
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel reads `len` bytes from `value`, which lives across the call.
+    check(unsafe { libc::setsockopt(fd, level, name, (&raw const value).cast(), len) }).map(drop)
+}
+
+/// True for a socket in the listening state, which systemd passes when Accept=no.
+pub fn is_listening(fd: RawFd) -> bool {
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).is_ok_and(|v| v != 0)
+}
+
+pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+type NameFn = unsafe extern "C" fn(i32, *mut libc::sockaddr, *mut libc::socklen_t) -> i32;
+
+fn socket_name(fd: RawFd, call: NameFn) -> io::Result<Option<SocketAddr>> {
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getpeername/getsockname write at most `len` bytes into the storage we own.
+    check(unsafe { call(fd, storage.as_mut_ptr().cast(), &mut len) })?;
+    // SAFETY: the storage was zeroed, so every byte is initialised whatever the kernel wrote.
+    let storage = unsafe { storage.assume_init() };
+    Ok(inet_address(&storage))
+}
+
+/// The IPv4 or IPv6 address in a sockaddr_storage; None for other families (unix).
+fn inet_address(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large enough for.
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = u32::from_be(sin.sin_addr.s_addr).into();
+            Some(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, which it is large enough for.
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            let ip = sin6.sin6_addr.s6_addr.into();
+            let port = u16::from_be(sin6.sin6_port);
+            Some(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id).into())
+        }
+        _ => None,
+    }
+}
+
+/// The address of the socket's peer, or None when it is not an IP socket.
+pub fn peer_address(fd: RawFd) -> io::Result<Option<SocketAddr>> {
+    socket_name(fd, libc::getpeername)
+}
+
+/// The socket's own address, or None when it is not an IP socket.
+pub fn local_address(fd: RawFd) -> io::Result<Option<SocketAddr>> {
+    socket_name(fd, libc::getsockname)
+}
+
+pub fn unsetenv(name: &str) {
+    if let Ok(name) = CString::new(name) {
+        // SAFETY: the program is still single-threaded, so no one reads the environment meanwhile.
+        unsafe { libc::unsetenv(name.as_ptr()) };
+    }
+}
+
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string that lives across the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The signals that end a session cleanly: a service stop, Ctrl-C, a hang-up.
+const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+fn stop_signal_set() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set we own; sigaddset adds valid signal numbers to it.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for signal in STOP_SIGNALS {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        set.assume_init()
+    }
+}
+
+/// Blocks the stop signals and returns a non-blocking signalfd that reports them, so the
+/// relay loop sees a stop as one more event instead of dying without its log line.
+pub fn stop_signal_fd() -> io::Result<OwnedFd> {
+    let set = stop_signal_set();
+    // SAFETY: sigprocmask reads the set we own; no old mask is asked for.
+    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
+    // SAFETY: signalfd(-1, ...) creates a new descriptor from the set we own.
+    let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+    // SAFETY: signalfd succeeded, so the descriptor is new and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The number of the next pending stop signal, if any.
+pub fn read_signal(fd: &OwnedFd) -> Option<i32> {
+    let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+    let size = mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: the kernel writes at most `size` bytes into the struct we own.
+    let n = unsafe { libc::read(fd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+    if n as usize != size {
+        return None;
+    }
+    // SAFETY: a whole siginfo was read, and the struct was zeroed before anyway.
+    let info = unsafe { info.assume_init() };
+    i32::try_from(info.ssi_signo).ok()
+}
+
+/// Ends the process the way the signal would have, so the parent sees the true cause.
+pub fn die_by_signal(signal: i32) -> ! {
+    let set = stop_signal_set();
+    // SAFETY: restore the default action, then unblock; the pending signal is delivered and
+    // terminates the process. exit() is only reached if that somehow did not happen.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::_exit(128 + signal)
+    }
+}

@@ -1,0 +1,246 @@
+//! What the backend is: the TARGET argument, parsed and checked before anything touches
+//! the network, so a typo is a usage error (64) rather than a DNS query for garbage.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::path::PathBuf;
+
+/// The longest unix socket name the kernel takes (sun_path holds 108 bytes, one is the NUL
+/// of a path or the leading NUL of an abstract name).
+pub const MAX_UNIX_NAME: usize = 107;
+const MAX_HOST_NAME: usize = 253;
+const MAX_LABEL: usize = 63;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A DNS name, resolved afresh for every session.
+    Name { host: String, port: u16 },
+    /// A literal address: no DNS at all.
+    Addr(SocketAddr),
+    /// A unix stream socket in the file system.
+    Path(PathBuf),
+    /// A unix stream socket in Linux's abstract namespace (the name without its '@').
+    Abstract(Vec<u8>),
+}
+
+impl Target {
+    pub fn parse(text: &str) -> Result<Target, String> {
+        if text.is_empty() {
+            return Err("empty target".into());
+        }
+        if text.chars().any(char::is_control) {
+            return Err("the target contains a control character".into());
+        }
+        if text.starts_with('/') {
+            return unix_name(text).map(|_| Target::Path(PathBuf::from(text)));
+        }
+        if let Some(name) = text.strip_prefix('@') {
+            if name.is_empty() {
+                return Err("an abstract socket needs a name after '@'".into());
+            }
+            return unix_name(name).map(|_| Target::Abstract(name.as_bytes().to_vec()));
+        }
+        if let Some(rest) = text.strip_prefix('[') {
+            return bracketed(rest);
+        }
+        if text.contains(['[', ']']) {
+            return Err("unbalanced brackets (IPv6 targets look like [::1]:PORT)".into());
+        }
+        let Some((host, port)) = text.rsplit_once(':') else {
+            if text.contains('/') {
+                return Err("a unix socket path must be absolute (start with '/')".into());
+            }
+            return Err("missing port (expected HOST:PORT)".into());
+        };
+        if host.contains(':') {
+            return Err("an IPv6 address needs brackets, as in [::1]:PORT".into());
+        }
+        let port = parse_port(port)?;
+        if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            return Ok(Target::Addr(SocketAddr::new(ip.into(), port)));
+        }
+        check_host_name(host)?;
+        Ok(Target::Name {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Target {
+    /// The canonical spelling, which `Target::parse` reads back to the same value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Name { host, port } => write!(f, "{host}:{port}"),
+            Target::Addr(addr) => write!(f, "{addr}"),
+            Target::Path(path) => write!(f, "{}", path.display()),
+            Target::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
+fn unix_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_UNIX_NAME {
+        return Err(format!(
+            "a unix socket name is at most {MAX_UNIX_NAME} bytes, this one has {}",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `[IPV6]:PORT` or `[IPV6%ZONE]:PORT`, after the opening bracket.
+fn bracketed(rest: &str) -> Result<Target, String> {
+    let Some((inside, after)) = rest.split_once(']') else {
+        return Err("unbalanced brackets: '[' without ']'".into());
+    };
+    if inside.contains('[') || after.contains(['[', ']']) {
+        return Err("unbalanced brackets".into());
+    }
+    let Some(port) = after.strip_prefix(':') else {
+        return Err("missing port after ']' (expected [IPV6]:PORT)".into());
+    };
+    let port = parse_port(port)?;
+    let (ip, zone) = match inside.split_once('%') {
+        Some((ip, zone)) => (ip, Some(zone)),
+        None => (inside, None),
+    };
+    let ip: Ipv6Addr = ip
+        .parse()
+        .map_err(|_| format!("'{ip}' is not an IPv6 address"))?;
+    let scope = match zone {
+        None => 0,
+        Some(zone) => zone_index(zone)?,
+    };
+    if scope == 0 {
+        return Ok(Target::Addr(SocketAddr::new(IpAddr::V6(ip), port)));
+    }
+    Ok(Target::Addr(SocketAddrV6::new(ip, port, 0, scope).into()))
+}
+
+/// A zone is an interface index or an interface name (fe80::1%eth0).
+fn zone_index(zone: &str) -> Result<u32, String> {
+    if let Ok(index) = zone.parse::<u32>() {
+        return Ok(index);
+    }
+    crate::sys::interface_index(zone).ok_or_else(|| format!("no network interface '{zone}'"))
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    if text.is_empty() {
+        return Err("missing port (expected HOST:PORT)".into());
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port '{text}' is not a number"));
+    }
+    match text.parse::<u32>() {
+        Ok(port @ 1..=65535) => Ok(port as u16),
+        _ => Err(format!("port {text} is out of range (1-65535)")),
+    }
+}
+
+/// Host names as resolvers accept them: letters, digits, '-' and '_' in dot-separated labels
+/// of at most 63 characters, 253 in all, one optional trailing dot.
+fn check_host_name(host: &str) -> Result<(), String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() {
+        return Err("missing host (expected HOST:PORT)".into());
+    }
+    if name.contains('/') {
+        return Err("a unix socket path must be absolute (start with '/')".into());
+    }
+    if name.len() > MAX_HOST_NAME {
+        return Err(format!(
+            "host name is longer than {MAX_HOST_NAME} characters ({})",
+            name.len()
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(format!("empty label in host name '{host}'"));
+        }
+        if label.len() > MAX_LABEL {
+            return Err(format!(
+                "label '{label}' is longer than {MAX_LABEL} characters ({})",
+                label.len()
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!("character {c:?} is not allowed in a host name"));
+        }
+    }
+    if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!("'{host}' is not a valid IPv4 address"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Target::parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn names_and_literals() {
+        assert_eq!(
+            Target::parse("db.internal.example:5432"),
+            Ok(Target::Name {
+                host: "db.internal.example".into(),
+                port: 5432
+            })
+        );
+        assert_eq!(
+            Target::parse("127.0.0.1:80"),
+            Ok(Target::Addr("127.0.0.1:80".parse().unwrap()))
+        );
+        assert_eq!(
+            Target::parse("[::1]:9000"),
+            Ok(Target::Addr("[::1]:9000".parse().unwrap()))
+        );
+        assert_eq!(
+            Target::parse("[fe80::1%7]:22"),
+            Ok(Target::Addr(
+                SocketAddrV6::new("fe80::1".parse().unwrap(), 22, 0, 7).into()
+            ))
+        );
+        assert_eq!(
+            Target::parse("/run/php/fpm.sock"),
+            Ok(Target::Path("/run/php/fpm.sock".into()))
+        );
+        assert_eq!(Target::parse("@fpm"), Ok(Target::Abstract(b"fpm".to_vec())));
+        assert!(matches!(
+            Target::parse("fqdn.example.:1"),
+            Ok(Target::Name { .. })
+        ));
+    }
+
+    #[test]
+    fn usage_errors_say_what_is_wrong() {
+        assert!(err("").contains("empty"));
+        assert!(err("host").contains("missing port"));
+        assert!(err("host:").contains("missing port"));
+        assert!(err("host:http").contains("not a number"));
+        assert!(err("host:0").contains("out of range"));
+        assert!(err("host:65536").contains("out of range"));
+        assert!(err("host:99999999999999999999").contains("out of range"));
+        assert!(err("[::1:80").contains("unbalanced"));
+        assert!(err("::1]:80").contains("unbalanced"));
+        assert!(err("::1:80").contains("brackets"));
+        assert!(err("[::1]80").contains("missing port"));
+        assert!(err(&format!("{}.example:1", "a".repeat(64))).contains("63"));
+        assert!(err(&format!("{}:1", ["abcdefghi"; 26].join("."))).contains("253"));
+        assert!(err("a\nb:1").contains("control"));
+        assert!(err("a b:1").contains("not allowed"));
+        assert!(err("a..b:1").contains("empty label"));
+        assert!(err("300.1.1.1:1").contains("IPv4"));
+        assert!(err("@").contains("name"));
+        assert!(err(&format!("/{}", "x".repeat(MAX_UNIX_NAME))).contains("at most"));
+        assert!(err("run/x.sock:1").contains("absolute"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The command line: usage errors exit 64, say what is wrong, and print nothing on stdout.
+
+use std::process::Stdio;
+
+use crate::support::launch::run;
+
+fn usage_error(args: &[&str], expected: &str) {
+    let out = run(args, Stdio::null());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: expected {expected:?} in {stderr:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+}
+
+#[test]
+fn empty_target() {
+    usage_error(&[""], "empty target");
+}
+
+#[test]
+fn missing_target() {
+    usage_error(&[], "TARGET");
+}
+
+#[test]
+fn missing_port() {
+    usage_error(&["db.example"], "missing port");
+    usage_error(&["db.example:"], "missing port");
+    usage_error(&["[::1]"], "missing port");
+}
+
+#[test]
+fn non_numeric_port() {
+    usage_error(&["db.example:postgres"], "not a number");
+    usage_error(&["db.example:-1"], "not a number");
+}
+
+#[test]
+fn port_out_of_range() {
+    usage_error(&["db.example:0"], "out of range");
+    usage_error(&["db.example:65536"], "out of range");
+    usage_error(&["127.0.0.1:4294967296"], "out of range");
+}
+
+#[test]
+fn unbalanced_brackets() {
+    usage_error(&["[::1:80"], "unbalanced");
+    usage_error(&["::1]:80"], "unbalanced");
+    usage_error(&["[[::1]]:80"], "unbalanced");
+}
+
+#[test]
+fn ipv6_without_brackets() {
+    usage_error(&["::1:80"], "brackets");
+}
+
+#[test]
+fn label_over_63_characters() {
+    usage_error(
+        &[&format!("{}.example:80", "a".repeat(64))],
+        "longer than 63",
+    );
+}
+
+#[test]
+fn name_over_253_characters() {
+    let name = vec!["abcdefghi"; 26].join(".");
+    usage_error(&[&format!("{name}:80")], "longer than 253");
+}
+
+#[test]
+fn control_characters() {
+    usage_error(&["db\n.example:80"], "control character");
+    usage_error(&["db\x1b.example:80"], "control character");
+    usage_error(&["/run/x\x07.sock"], "control character");
+}
+
+#[test]
+fn characters_no_host_name_has() {
+    usage_error(&["db example:80"], "not allowed");
+    usage_error(&["db..example:80"], "empty label");
+    usage_error(&["999.1.1.1:80"], "IPv4");
+}
+
+#[test]
+fn relative_unix_path() {
+    usage_error(&["run/php.sock"], "absolute");
+}
+
+#[test]
+fn unix_path_too_long() {
+    usage_error(&[&format!("/{}", "x".repeat(120))], "at most 107");
+}
+
+#[test]
+fn unknown_option() {
+    usage_error(&["--frobnicate", "127.0.0.1:80"], "--frobnicate");
+}
+
+#[test]
+fn bad_option_values() {
+    usage_error(
+        &["--connect-timeout", "soon", "127.0.0.1:80"],
+        "not a number of seconds",
+    );
+    usage_error(
+        &["--connect-timeout", "0", "127.0.0.1:80"],
+        "greater than 0",
+    );
+    usage_error(&["--exit-idle-time", "-5", "127.0.0.1:80"], "");
+    usage_error(
+        &["--resolve-timeout", "nan", "127.0.0.1:80"],
+        "greater than 0",
+    );
+    usage_error(
+        &["--nameserver", "dns.example", "127.0.0.1:80"],
+        "IP address",
+    );
+    usage_error(&["--proxy-protocol", "v3", "127.0.0.1:80"], "v3");
+    usage_error(&["--log", "file", "127.0.0.1:80"], "file");
+}
+
+#[test]
+fn both_families_excluded() {
+    usage_error(&["-4", "-6", "db.example:80"], "cannot be used with");
+}
+
+#[test]
+fn literal_address_of_the_wrong_family() {
+    usage_error(&["-6", "127.0.0.1:80"], "address family");
+    usage_error(&["-4", "[::1]:80"], "address family");
+}
+
+#[test]
+fn help_lists_every_option_and_examples() {
+    let out = run(&["--help"], Stdio::null());
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--nameserver",
+        "--resolve-timeout",
+        "--connect-timeout",
+        "--exit-idle-time",
+        "-4",
+        "-6",
+        "--proxy-protocol",
+        "--log",
+        "--verbose",
+        "--version",
+        "Examples:",
+        "Exit status:",
+    ] {
+        assert!(help.contains(option), "--help lacks {option}");
+    }
+}
+
+#[test]
+fn version() {
+    let out = run(&["--version"], Stdio::null());
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("dynproxy "), "{text}");
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+}

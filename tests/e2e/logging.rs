@@ -1,0 +1,174 @@
+//! Logging: one line per session with what an admin needs, never a byte in the client's
+//! socket, syslog when stderr is the client, the journal's priorities when it is the journal.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+
+use crate::support::backend;
+use crate::support::dns::{DnsServer, Record};
+use crate::support::launch::{Launcher, Stdio3};
+use crate::support::{WAIT, dynproxy, wait_exit, wait_for};
+
+#[test]
+fn session_line_names_client_target_backend_bytes_duration_and_end() {
+    let echo = backend::echo("127.0.0.1");
+    let dns = DnsServer::start();
+    dns.set("app.test", &[Record::A("127.0.0.1".parse().unwrap())]);
+    let target = format!("app.test:{}", echo.address.port());
+    let launcher = Launcher::inetd(&[dns.arg(), target.clone()]);
+    let mut stream = launcher.connect();
+    stream.write_all(b"12345").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    let line = &launcher.sessions(1)[0];
+    let client = stream.local_addr().unwrap();
+    for field in [
+        format!("client={client}"),
+        format!("target={target}"),
+        format!("backend={}", echo.address),
+        "to_backend=5".to_string(),
+        "to_client=5".to_string(),
+        "duration=".to_string(),
+        "end=closed".to_string(),
+    ] {
+        assert!(line.contains(&field), "{field} missing from {line}");
+    }
+}
+
+#[test]
+fn verbose_logs_every_step() {
+    let echo = backend::echo("127.0.0.1");
+    let dns = DnsServer::start();
+    dns.set("app.test", &[Record::A("127.0.0.1".parse().unwrap())]);
+    let launcher = Launcher::inetd(&[
+        dns.arg(),
+        "-v".into(),
+        format!("app.test:{}", echo.address.port()),
+    ]);
+    let mut stream = launcher.connect();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    launcher.sessions(1);
+    let log = launcher.log().join("\n");
+    for step in [
+        "resolving app.test via",
+        "app.test has 127.0.0.1",
+        "connecting to 127.0.0.1:",
+        "connected to 127.0.0.1:",
+    ] {
+        assert!(log.contains(step), "{step:?} missing from\n{log}");
+    }
+}
+
+#[test]
+fn stderr_that_is_the_client_gets_nothing_and_syslog_gets_the_line() {
+    let dns = DnsServer::start();
+    // A session that fails has the most to say: -v steps and an error line.
+    let (mut proxy, mut client) = Stdio3::unix(&[dns.arg(), "-v".into(), "nowhere.test:80".into()]);
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(proxy.wait().code(), Some(68));
+    assert!(
+        got.is_empty(),
+        "the client received {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let messages = wait_for("the session line in syslog", || {
+        let messages = proxy.syslog();
+        messages
+            .iter()
+            .any(|m| m.contains("session "))
+            .then_some(messages)
+    });
+    let line = messages.iter().find(|m| m.contains("session ")).unwrap();
+    // RFC 3164: facility daemon (3) × 8 + severity err (3) = 27; the tag names us.
+    assert!(line.starts_with("<27>"), "{line}");
+    assert!(line.contains("dynproxy["), "{line}");
+    assert!(
+        line.contains("client=unix") && line.contains("status=68"),
+        "{line}"
+    );
+}
+
+#[test]
+fn usage_error_under_standard_input_socket_goes_to_syslog_not_the_client() {
+    let (mut proxy, mut client) = Stdio3::unix(&["--no-such-option", "127.0.0.1:80"]);
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(proxy.wait().code(), Some(64));
+    assert!(
+        got.is_empty(),
+        "the client received {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let messages = wait_for("the usage error in syslog", || {
+        let messages = proxy.syslog();
+        (!messages.is_empty()).then_some(messages)
+    });
+    assert!(
+        messages.join("\n").contains("--no-such-option"),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn explicit_stderr_logging_still_never_writes_into_the_client() {
+    let echo = backend::echo("127.0.0.1");
+    let (mut proxy, mut client) = Stdio3::unix(&["--log=stderr", "-v", &echo.address.to_string()]);
+    client.write_all(b"data").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert!(proxy.wait().success());
+    assert_eq!(got, b"data");
+}
+
+#[test]
+fn journal_stream_gets_priority_prefixes() {
+    // systemd's StandardError=journal: stderr is a stream socket named by JOURNAL_STREAM.
+    let echo = backend::echo("127.0.0.1");
+    let (journal, stderr) = UnixStream::pair().unwrap();
+    journal.set_read_timeout(Some(WAIT)).unwrap();
+    let meta = std::fs::metadata(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&stderr)
+    ))
+    .unwrap();
+    let mut child = Command::new(dynproxy())
+        .arg(echo.address.to_string())
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(OwnedFd::from(stderr)))
+        .spawn()
+        .unwrap();
+    assert!(wait_exit(&mut child).success());
+    let mut text = String::new();
+    (&journal).read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("<6>session "), "{text}");
+}
+
+#[test]
+fn syslog_line_names_a_tcp_client_under_standard_input_socket() {
+    let echo = backend::echo("127.0.0.1");
+    let (mut proxy, mut client) = Stdio3::tcp("127.0.0.1", &[echo.address.to_string()]);
+    client.write_all(b"x").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"x");
+    assert!(proxy.wait().success());
+    let line = wait_for("the session line in syslog", || {
+        proxy.syslog().into_iter().find(|m| m.contains("session "))
+    });
+    // RFC 3164: facility daemon (3) × 8 + severity info (6) = 30.
+    assert!(line.starts_with("<30>"), "{line}");
+    let client_address = client.local_addr().unwrap();
+    assert!(line.contains(&format!("client={client_address}")), "{line}");
+}

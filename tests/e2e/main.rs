@@ -1,0 +1,13 @@
+//! End-to-end specifications of dynproxy: the built binary, started the way systemd and
+//! inetd start it, against a DNS server and backends on loopback. One behaviour per test.
+
+mod support;
+
+mod cli;
+mod connect;
+mod faults;
+mod logging;
+mod proxy_protocol;
+mod relay;
+mod resolve;
+mod start;

@@ -1,0 +1,313 @@
+//! The relay: lossless both ways at once, half-closes passed on in either direction, bounded
+//! memory against a slow reader, idle expiry, resets and stop signals end a session promptly.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::backend::{self, serve};
+use crate::support::data;
+use crate::support::launch::{ByHand, Launcher, Style, pause};
+use crate::support::{WAIT, rss_kib, wait_for};
+
+const MIB: u64 = 1024 * 1024;
+
+/// A backend that sends stream `seed_down` while it checks it receives stream `seed_up`;
+/// each check's result arrives on the returned channel.
+fn exchange_backend(
+    seed_up: u64,
+    seed_down: u64,
+    len: u64,
+) -> (backend::Backend, mpsc::Receiver<Result<(), String>>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, move |stream: TcpStream| {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let sender = thread::spawn(move || {
+            data::send(&mut writer, seed_down, len).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let result = data::receive(&mut &stream, seed_up, len);
+        sender.join().unwrap();
+        tx.lock().unwrap().send(result).unwrap();
+    });
+    (backend, rx)
+}
+
+fn both_ways_at_once(style: Style) {
+    let len = 64 * MIB;
+    let (backend, results) = exchange_backend(1, 2, len);
+    let launcher = Launcher::start(style, "127.0.0.1", &[backend.address.to_string()], &[]);
+    let stream = launcher.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        data::send(&mut writer, 1, len).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let down = data::receive(&mut &stream, 2, len);
+    sender.join().unwrap();
+    assert_eq!(down, Ok(()), "backend → client");
+    assert_eq!(
+        results.recv_timeout(WAIT).unwrap(),
+        Ok(()),
+        "client → backend"
+    );
+    let line = &launcher.sessions(1)[0];
+    assert!(
+        line.contains(&format!("to_backend={len} to_client={len}")),
+        "{line}"
+    );
+}
+
+#[test]
+fn sixty_four_mib_each_way_at_once_arrive_intact_inetd() {
+    both_ways_at_once(Style::Inetd);
+}
+
+#[test]
+fn sixty_four_mib_each_way_at_once_arrive_intact_fd3() {
+    both_ways_at_once(Style::Systemd);
+}
+
+#[test]
+fn late_reply_after_the_client_half_closes_arrives() {
+    // socat gives up 0.5 s after the client's half-close; systemd-socket-proxyd at once.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, |mut stream: TcpStream| {
+        let mut request = Vec::new();
+        stream.read_to_end(&mut request).unwrap();
+        pause(1500);
+        stream.write_all(b"late answer to ").unwrap();
+        stream.write_all(&request).unwrap();
+    });
+    let launcher = Launcher::inetd(&[backend.address.to_string()]);
+    let mut stream = launcher.connect();
+    stream.write_all(b"question").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "late answer to question");
+}
+
+#[test]
+fn client_keeps_sending_after_the_backend_half_closes() {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, move |mut stream: TcpStream| {
+        stream.write_all(b"greeting").unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut rest = String::new();
+        stream.read_to_string(&mut rest).unwrap();
+        tx.lock().unwrap().send(rest).unwrap();
+    });
+    let launcher = Launcher::inetd(&[backend.address.to_string()]);
+    let mut stream = launcher.connect();
+    let mut greeting = String::new();
+    stream.read_to_string(&mut greeting).unwrap();
+    assert_eq!(
+        greeting, "greeting",
+        "the backend's end of stream reaches the client"
+    );
+    stream
+        .write_all(b"sent after the backend's half-close")
+        .unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap(),
+        "sent after the backend's half-close"
+    );
+    assert!(launcher.sessions(1)[0].contains("end=closed"));
+}
+
+/// Counts what a backend writes toward a client that reads nothing.
+fn flooding_backend() -> (backend::Backend, Arc<AtomicU64>) {
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, move |mut stream: TcpStream| {
+        let chunk = vec![7u8; 64 * 1024];
+        while counter.load(Ordering::SeqCst) < 1024 * MIB {
+            match stream.write(&chunk) {
+                Ok(n) => counter.fetch_add(n as u64, Ordering::SeqCst),
+                Err(_) => return,
+            };
+        }
+    });
+    (backend, written)
+}
+
+/// Waits until `counter` has not moved for a second: the writer is blocked.
+fn wait_stalled(counter: &AtomicU64) -> u64 {
+    let mut last = (u64::MAX, Instant::now());
+    wait_for("the writer to be blocked", || {
+        let now = counter.load(Ordering::SeqCst);
+        if now != last.0 {
+            last = (now, Instant::now());
+            return None;
+        }
+        (last.1.elapsed() > Duration::from_secs(1)).then_some(now)
+    })
+}
+
+#[test]
+fn a_client_that_reads_nothing_keeps_memory_bounded() {
+    let (backend, written) = flooding_backend();
+    let (proxy, _client) = ByHand::start(&[backend.address.to_string()]);
+    let stalled_at = wait_stalled(&written);
+    let rss = rss_kib(proxy.child.id()).expect("dynproxy is running");
+    assert!(
+        stalled_at < 64 * MIB,
+        "the backend could write {stalled_at} bytes: nothing stopped reading"
+    );
+    assert!(rss < 16 * 1024, "dynproxy holds {rss} KiB");
+}
+
+#[test]
+fn a_backend_that_reads_nothing_keeps_memory_bounded() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, |stream: TcpStream| {
+        pause(60_000);
+        drop(stream);
+    });
+    let (proxy, client) = ByHand::start(&[backend.address.to_string()]);
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let mut writer = client.try_clone().unwrap();
+    thread::spawn(move || {
+        let chunk = vec![9u8; 64 * 1024];
+        while let Ok(n) = writer.write(&chunk) {
+            counter.fetch_add(n as u64, Ordering::SeqCst);
+        }
+    });
+    let stalled_at = wait_stalled(&written);
+    let rss = rss_kib(proxy.child.id()).expect("dynproxy is running");
+    assert!(
+        stalled_at < 64 * MIB,
+        "the client could write {stalled_at} bytes"
+    );
+    assert!(rss < 16 * 1024, "dynproxy holds {rss} KiB");
+}
+
+#[test]
+fn idle_session_ends_after_exit_idle_time_with_status_0() {
+    let echo = backend::echo("127.0.0.1");
+    let (proxy, mut client) = ByHand::start(&["--exit-idle-time=0.3", &echo.address.to_string()]);
+    client.write_all(b"one").unwrap();
+    let mut buf = [0u8; 3];
+    client.read_exact(&mut buf).unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap(); // returns once the idle session ends
+    let (status, stderr) = proxy.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("end=idle"), "{stderr}");
+}
+
+fn set_linger_zero(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads a linger struct that lives across the call.
+    let ret = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ret, 0);
+}
+
+#[test]
+fn a_backend_reset_ends_the_session() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, |mut stream: TcpStream| {
+        let mut buf = [0u8; 5];
+        stream.read_exact(&mut buf).unwrap();
+        set_linger_zero(&stream);
+    });
+    let (proxy, mut client) = ByHand::start(&[backend.address.to_string()]);
+    client.write_all(b"hello").unwrap();
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    let (status, stderr) = proxy.finish();
+    assert!(matches!(status.code(), Some(0 | 74)), "{stderr}");
+    assert!(stderr.contains("end=reset"), "{stderr}");
+    assert!(stderr.contains("reset by backend"), "{stderr}");
+}
+
+#[test]
+fn a_client_reset_ends_the_session_and_closes_the_backend() {
+    let (closed_tx, closed_rx) = mpsc::channel();
+    let closed_tx = std::sync::Mutex::new(closed_tx);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, move |mut stream: TcpStream| {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut sink = Vec::new();
+        let result = stream.read_to_end(&mut sink);
+        closed_tx.lock().unwrap().send(result.is_ok()).unwrap();
+    });
+    let launcher = Launcher::inetd(&[backend.address.to_string()]);
+    let mut stream = launcher.connect();
+    stream.write_all(&[1u8; 100_000]).unwrap();
+    set_linger_zero(&stream);
+    drop(stream);
+    assert!(
+        closed_rx.recv_timeout(WAIT).is_ok(),
+        "the backend connection was never closed"
+    );
+    assert!(launcher.sessions(1)[0].contains("end="));
+}
+
+#[test]
+fn sigterm_mid_session_logs_the_line_and_ends_both_sides() {
+    let (done_tx, done_rx) = mpsc::channel();
+    let done_tx = std::sync::Mutex::new(done_tx);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, move |mut stream: TcpStream| {
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+        done_tx.lock().unwrap().send(sink.len()).unwrap();
+    });
+    let (proxy, mut client) = ByHand::start(&[backend.address.to_string()]);
+    client.write_all(b"12345").unwrap();
+    wait_for("the backend to accept", || {
+        (backend.accepted() == 1).then_some(())
+    });
+    // SAFETY: kill(2) sends SIGTERM to the dynproxy child we started.
+    unsafe { libc::kill(proxy.child.id() as i32, libc::SIGTERM) };
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(
+        done_rx.recv_timeout(WAIT).is_ok(),
+        "the backend side was never closed"
+    );
+    let (status, stderr) = proxy.finish();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{stderr}");
+    assert!(stderr.contains("end=signal"), "{stderr}");
+}
+
+#[test]
+fn echo_round_trips_keep_order_across_many_small_writes() {
+    let echo = backend::echo("127.0.0.1");
+    let launcher = Launcher::inetd(&[echo.address.to_string()]);
+    let mut stream = launcher.connect();
+    for i in 0..200u32 {
+        let message = format!("message {i}\n");
+        stream.write_all(message.as_bytes()).unwrap();
+        let mut reply = vec![0u8; message.len()];
+        stream.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, message.as_bytes());
+    }
+}

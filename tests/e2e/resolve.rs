@@ -1,0 +1,247 @@
+//! Resolution: afresh for every session, A and AAAA, CNAMEs followed, failures mapped to
+//! the documented exit statuses — against a DNS server the test controls.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
+
+use crate::support::backend::{self, banner, serve};
+use crate::support::dns::{Behaviour, DnsServer, Record};
+use crate::support::launch::{Launcher, run};
+use crate::support::{TempDir, dynproxy, is_root};
+
+fn first_line(stream: &TcpStream) -> String {
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+fn a(ip: &str) -> Record {
+    Record::A(ip.parse().unwrap())
+}
+
+fn aaaa(ip: &str) -> Record {
+    Record::Aaaa(ip.parse().unwrap())
+}
+
+/// dynproxy by hand, its stdin closed at once; returns (exit status, stderr).
+fn attempt(args: &[String]) -> (Option<i32>, String) {
+    let out = run(args, Stdio::null());
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_changed_answer_reaches_the_new_backend_on_the_next_session() {
+    let listeners = backend::same_port(&["127.0.0.2", "127.0.0.3"]);
+    let port = listeners[0].local_addr().unwrap().port();
+    let mut it = listeners.into_iter();
+    let _old = serve(it.next().unwrap(), banner("old"));
+    let _new = serve(it.next().unwrap(), banner("new"));
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.2")]);
+    let launcher = Launcher::inetd(&[dns.arg(), format!("app.test:{port}")]);
+
+    assert_eq!(first_line(&launcher.connect()), "old");
+    dns.set("app.test", &[a("127.0.0.3")]);
+    assert_eq!(first_line(&launcher.connect()), "new");
+    assert!(dns.queries() >= 2, "each session must ask DNS");
+}
+
+#[test]
+fn aaaa_only_name_connects_over_ipv6() {
+    let echo = backend::echo("::1");
+    let dns = DnsServer::start();
+    dns.set("v6only.test", &[aaaa("::1")]);
+    let out = run(
+        &[dns.arg(), format!("v6only.test:{}", echo.address.port())],
+        Stdio::null(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(echo.accepted(), 1);
+}
+
+#[test]
+fn ipv4_only_flag_never_uses_ipv6_addresses() {
+    let listeners = backend::same_port(&["::1", "127.0.0.1"]);
+    let port = listeners[0].local_addr().unwrap().port();
+    let mut it = listeners.into_iter();
+    let v6 = serve(it.next().unwrap(), banner("v6"));
+    let v4 = serve(it.next().unwrap(), banner("v4"));
+    let dns = DnsServer::start();
+    dns.set("dual.test", &[a("127.0.0.1"), aaaa("::1")]);
+    let launcher = Launcher::inetd(&[dns.arg(), "-4".into(), format!("dual.test:{port}")]);
+    assert_eq!(first_line(&launcher.connect()), "v4");
+    assert_eq!((v4.accepted(), v6.accepted()), (1, 0));
+}
+
+#[test]
+fn ipv6_only_flag_never_uses_ipv4_addresses() {
+    let listeners = backend::same_port(&["::1", "127.0.0.1"]);
+    let port = listeners[0].local_addr().unwrap().port();
+    let mut it = listeners.into_iter();
+    let v6 = serve(it.next().unwrap(), banner("v6"));
+    let v4 = serve(it.next().unwrap(), banner("v4"));
+    let dns = DnsServer::start();
+    dns.set("dual.test", &[a("127.0.0.1"), aaaa("::1")]);
+    let launcher = Launcher::inetd(&[dns.arg(), "-6".into(), format!("dual.test:{port}")]);
+    assert_eq!(first_line(&launcher.connect()), "v6");
+    assert_eq!((v4.accepted(), v6.accepted()), (0, 1));
+}
+
+#[test]
+fn cname_chain_is_followed() {
+    let echo = backend::echo("127.0.0.1");
+    let dns = DnsServer::start();
+    dns.set("alias.test", &[Record::Cname("middle.test".into())]);
+    dns.set("middle.test", &[Record::Cname("real.test".into())]);
+    dns.set("real.test", &[a("127.0.0.1")]);
+    let (code, stderr) = attempt(&[dns.arg(), format!("alias.test:{}", echo.address.port())]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(echo.accepted(), 1);
+}
+
+#[test]
+fn literal_addresses_never_touch_dns() {
+    let echo = backend::echo("127.0.0.1");
+    let dns = DnsServer::start();
+    let (code, stderr) = attempt(&[dns.arg(), echo.address.to_string()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(dns.queries() + dns.tcp_queries(), 0);
+}
+
+#[test]
+fn hosts_file_names_need_no_dns() {
+    // /etc/hosts maps localhost on every machine this runs on.
+    let echo = backend::echo("127.0.0.1");
+    let dns = DnsServer::start();
+    let (code, stderr) = attempt(&[
+        dns.arg(),
+        "-4".into(),
+        format!("localhost:{}", echo.address.port()),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(dns.queries(), 0);
+}
+
+#[test]
+fn nxdomain_exits_68() {
+    let dns = DnsServer::start();
+    let (code, stderr) = attempt(&[dns.arg(), "nowhere.test:80".into()]);
+    assert_eq!(code, Some(68), "{stderr}");
+    assert!(stderr.contains("NXDOMAIN"), "{stderr}");
+}
+
+#[test]
+fn no_address_of_the_family_asked_for_exits_68() {
+    let dns = DnsServer::start();
+    dns.set("v4only.test", &[a("127.0.0.1")]);
+    let (code, stderr) = attempt(&[dns.arg(), "-6".into(), "v4only.test:80".into()]);
+    assert_eq!(code, Some(68), "{stderr}");
+    assert!(stderr.contains("no IPv6 address"), "{stderr}");
+}
+
+#[test]
+fn servfail_exits_75() {
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1")]);
+    dns.behave(Behaviour::ServFail);
+    let (code, stderr) = attempt(&[dns.arg(), "app.test:80".into()]);
+    assert_eq!(code, Some(75), "{stderr}");
+}
+
+#[test]
+fn refused_exits_75() {
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1")]);
+    dns.behave(Behaviour::Refused);
+    let (code, stderr) = attempt(&[dns.arg(), "app.test:80".into()]);
+    assert_eq!(code, Some(75), "{stderr}");
+}
+
+#[test]
+fn silent_dns_exits_75_after_the_resolve_timeout() {
+    let dns = DnsServer::start();
+    dns.behave(Behaviour::Silent);
+    let (code, stderr) = attempt(&[
+        dns.arg(),
+        "--resolve-timeout=0.5".into(),
+        "app.test:80".into(),
+    ]);
+    assert_eq!(code, Some(75), "{stderr}");
+    assert!(dns.queries() >= 1);
+}
+
+#[test]
+fn resolv_conf_servers_search_and_ndots_are_used() {
+    assert!(
+        is_root(),
+        "this test needs root: a mount namespace and port 53"
+    );
+    // resolv.conf has no port: the server sits on port 53 of a loopback address of its own.
+    let dns = DnsServer::start_on("127.53.0.1:53".parse().unwrap());
+    let echo = backend::echo("127.0.0.1");
+    dns.set("app.internal.test", &[a("127.0.0.1")]);
+    let dir = TempDir::new();
+    let conf = dir.join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.53.0.1\nsearch internal.test\noptions ndots:1 timeout:2 attempts:1\n",
+    )
+    .unwrap();
+    let mut child = Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#,
+        ])
+        .arg(&conf)
+        .arg(dynproxy())
+        .arg(format!("app:{}", echo.address.port()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"via resolv.conf")
+        .unwrap();
+    let mut reply = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut reply)
+        .unwrap();
+    let status = crate::support::wait_exit(&mut child);
+    assert!(status.success());
+    assert_eq!(reply, "via resolv.conf");
+    assert!(dns.queries() >= 1);
+}
+
+#[test]
+fn a_session_without_dns_answer_leaves_the_client_socket_clean() {
+    // The client must see a plain close: no error text in its stream.
+    let dns = DnsServer::start();
+    let launcher = Launcher::inetd(&[dns.arg(), "nowhere.test:80".into()]);
+    let mut stream = launcher.connect();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    assert!(
+        got.is_empty(),
+        "the client received {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let _ = stream.shutdown(Shutdown::Both);
+    assert!(launcher.sessions(1)[0].contains("status=68"));
+}

@@ -1,0 +1,171 @@
+//! Where the client is: every way dynproxy is started hands it the connection differently.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::process::{Command, Stdio};
+
+use crate::support::backend;
+use crate::support::launch::{Launcher, Stdio3};
+use crate::support::{TempDir, dynproxy, wait_exit};
+
+fn round_trip(mut stream: impl Read + Write, close: impl FnOnce(&mut dyn Write)) -> String {
+    stream.write_all(b"ping\n").unwrap();
+    close(&mut stream);
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn inetd_style_client_on_fds_0_and_1() {
+    let echo = backend::echo("127.0.0.1");
+    let launcher = Launcher::inetd(&[echo.address.to_string()]);
+    let stream = launcher.connect();
+    let half_close = stream.try_clone().unwrap();
+    let reply = round_trip(stream, |_| half_close.shutdown(Shutdown::Write).unwrap());
+    assert_eq!(reply, "ping\n");
+    assert!(launcher.sessions(1)[0].contains("end=closed"));
+}
+
+#[test]
+fn systemd_style_client_on_fd_3_with_listen_fds() {
+    let echo = backend::echo("127.0.0.1");
+    let launcher = Launcher::systemd(&[echo.address.to_string()]);
+    let stream = launcher.connect();
+    let half_close = stream.try_clone().unwrap();
+    let reply = round_trip(stream, |_| half_close.shutdown(Shutdown::Write).unwrap());
+    assert_eq!(reply, "ping\n");
+    let line = &launcher.sessions(1)[0];
+    assert!(line.contains("client=127.0.0.1:"), "{line}");
+}
+
+#[test]
+fn client_socket_on_fds_0_1_and_2_like_standard_input_socket() {
+    let echo = backend::echo("127.0.0.1");
+    let (mut proxy, client) = Stdio3::unix(&[echo.address.to_string()]);
+    let half_close = client.try_clone().unwrap();
+    let reply = round_trip(client, |_| half_close.shutdown(Shutdown::Write).unwrap());
+    assert_eq!(
+        reply, "ping\n",
+        "the client must get the backend's bytes and nothing else"
+    );
+    assert!(proxy.wait().success());
+}
+
+#[test]
+fn pipes_on_stdin_and_stdout_like_socat_stdio() {
+    let echo = backend::echo("127.0.0.1");
+    let dir = TempDir::new();
+    let input = dir.join("in");
+    std::fs::write(&input, b"from a pipe\n").unwrap();
+    let out = Command::new("sh")
+        .args(["-c", r#"cat "$1" | "$0" "$2" | cat"#])
+        .arg(dynproxy())
+        .arg(&input)
+        .arg(echo.address.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"from a pipe\n");
+}
+
+#[test]
+fn regular_files_on_stdin_and_stdout() {
+    let echo = backend::echo("127.0.0.1");
+    let dir = TempDir::new();
+    std::fs::write(dir.join("in"), b"from a file\n").unwrap();
+    let out_file = std::fs::File::create(dir.join("out")).unwrap();
+    let mut child = Command::new(dynproxy())
+        .arg(echo.address.to_string())
+        .stdin(std::fs::File::open(dir.join("in")).unwrap())
+        .stdout(out_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_exit(&mut child).success());
+    assert_eq!(std::fs::read(dir.join("out")).unwrap(), b"from a file\n");
+}
+
+#[test]
+fn dev_null_on_stdin_and_stdout() {
+    let echo = backend::echo("127.0.0.1");
+    let mut child = Command::new(dynproxy())
+        .arg(echo.address.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_exit(&mut child).success());
+    assert_eq!(echo.accepted(), 1);
+}
+
+#[test]
+fn stdin_left_blocking_for_the_parent() {
+    // A shell's terminal or pipe is shared: O_NONBLOCK set on it would break the shell.
+    let echo = backend::echo("127.0.0.1");
+    let script = r#"exec 3>&1; printf x | { "$0" "$1" >/dev/null; python3 -c 'import os,fcntl; print(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK)'; }"#;
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .arg(dynproxy())
+        .arg(echo.address.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+}
+
+#[test]
+fn several_listen_fds_are_a_usage_error() {
+    let out = Command::new("sh")
+        .args(["-c", r#"LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" 127.0.0.1:9"#])
+        .arg(dynproxy())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LISTEN_FDS"));
+}
+
+#[test]
+fn a_listening_socket_is_a_usage_error_accept_no() {
+    // Accept=no hands over the listening socket itself: say so instead of hanging.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut child = Command::new(dynproxy())
+        .arg("127.0.0.1:9")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(64));
+    assert!(stderr.contains("Accept=yes"), "{stderr}");
+}
+
+#[test]
+fn closed_stdio_descriptors_never_receive_a_socket() {
+    // With fd 2 closed, a careless program's next socket would become "stderr".
+    let echo = backend::echo("127.0.0.1");
+    let out = Command::new("sh")
+        .args(["-c", r#"printf abc | "$0" -v "$1" 2>&-"#])
+        .arg(dynproxy())
+        .arg(echo.address.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout, b"abc",
+        "log text reached the backend, which echoed it"
+    );
+}
