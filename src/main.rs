@@ -2,6 +2,12 @@
 //! where the client is → the command line → the target → resolve → connect → PROXY header →
 //! relay → the session line → the exit status.
 
+// Nothing reachable from input may panic: every failure is an `Error` with an exit status.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable, clippy::todo)
+)]
+
 mod cli;
 mod client;
 mod connect;

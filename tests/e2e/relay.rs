@@ -311,3 +311,18 @@ fn echo_round_trips_keep_order_across_many_small_writes() {
         assert_eq!(reply, message.as_bytes());
     }
 }
+
+#[test]
+fn an_io_error_toward_the_client_exits_74() {
+    // /dev/full refuses every write with ENOSPC: an I/O error that is no peer's reset.
+    let echo = backend::echo("127.0.0.1");
+    let out = std::process::Command::new("sh")
+        .args(["-c", r#"printf data | "$0" "$1" >/dev/full"#])
+        .arg(crate::support::dynproxy())
+        .arg(echo.address.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{stderr}");
+    assert!(stderr.contains("writing to the client: No space left on device"), "{stderr}");
+}

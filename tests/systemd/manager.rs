@@ -1,0 +1,218 @@
+//! A real systemd manager — this machine's /lib/systemd/systemd — booted as PID 1 of private
+//! pid/mount/net/uts/ipc/cgroup namespaces, with the project's shipped units installed and
+//! ExecStart pointed at the built binary. Nothing reaches the host: the manager has its own
+//! /run, /dev, journal and loopback-only network. Dropping a `Manager` tears it all down —
+//! also when the test using it panics.
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::{dynproxy, wait_for, TempDir};
+
+/// The shipped units, installed as an admin would (drop-ins and the two examples).
+const SHIPPED: &[(&str, &str)] = &[
+    ("dynproxy-.service.d/50-dynproxy.conf", include_str!("../../units/dynproxy-.service.d/50-dynproxy.conf")),
+    ("dynproxy-.socket.d/50-dynproxy.conf", include_str!("../../units/dynproxy-.socket.d/50-dynproxy.conf")),
+    ("dynproxy-fastcgi.socket", include_str!("../../units/examples/dynproxy-fastcgi.socket")),
+    ("dynproxy-fastcgi@.service", include_str!("../../units/examples/dynproxy-fastcgi@.service")),
+    ("dynproxy-postgres.socket", include_str!("../../units/examples/dynproxy-postgres.socket")),
+    ("dynproxy-postgres@.service", include_str!("../../units/examples/dynproxy-postgres@.service")),
+];
+
+/// Where pid1.sh puts the built binary inside the namespaces.
+const BINARY: &str = "/usr/local/bin/dynproxy";
+
+pub struct Manager {
+    pub pid1: i32,
+    launcher: Child,
+    pub cgroup: PathBuf,
+    pub work: TempDir,
+}
+
+impl Manager {
+    /// Boots a manager whose /etc/resolv.conf is `resolv_conf`, with `extra` units added.
+    pub fn boot(resolv_conf: &str, extra: &[(&str, &str)]) -> Manager {
+        assert!(crate::support::is_root(), "booting systemd in namespaces needs root");
+        let work = TempDir::new();
+        fs::write(work.join("resolv.conf"), resolv_conf).unwrap();
+        fs::copy(dynproxy(), work.join("dynproxy")).unwrap();
+        install_units(&work.join("units"), extra);
+        let cgroup = cgroup_root().join(work.path().file_name().unwrap());
+        fs::create_dir(&cgroup).unwrap();
+        let console = File::create(work.join("console.log")).unwrap();
+        let launcher = Command::new("sh")
+            .args([
+                "-c",
+                r#"echo $$ > "$0/cgroup.procs" && exec unshare --cgroup --pid --fork --mount --mount-proc --net --uts --ipc "$1" "$2""#,
+            ])
+            .arg(&cgroup)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/systemd/pid1.sh"))
+            .arg(work.path())
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().unwrap())
+            .stderr(console)
+            .spawn()
+            .unwrap();
+        let launcher_pid = launcher.id() as i32;
+        let mut manager = Manager {
+            pid1: 0,
+            launcher,
+            cgroup,
+            work,
+        };
+        manager.pid1 = wait_for("the namespaced PID 1", || first_child(launcher_pid));
+        wait_for("the manager's private socket", || {
+            manager.path("/run/systemd/private").exists().then_some(())
+        });
+        let state = manager.run(&["systemctl", "is-system-running", "--wait"]);
+        assert!(state.status.success(), "the manager did not come up: {}\n{}", stdout(&state), manager.console());
+        manager
+    }
+
+    /// Runs a command inside the manager's namespaces (bounded to a minute).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let pid = self.pid1.to_string();
+        Command::new("timeout")
+            .args(["60", "nsenter", "-t", &pid, "-m", "-p", "-n", "-u", "-i", "-C", "--"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn systemctl(&self, args: &[&str]) -> String {
+        let mut command = vec!["systemctl"];
+        command.extend_from_slice(args);
+        let out = self.run(&command);
+        assert!(out.status.success(), "systemctl {args:?}: {}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        stdout(&out)
+    }
+
+    /// What dynproxy sessions wrote to the journal.
+    pub fn journal(&self) -> String {
+        stdout(&self.run(&["journalctl", "--no-pager", "-o", "cat", "SYSLOG_IDENTIFIER=dynproxy"]))
+    }
+
+    /// A path inside the manager's mount namespace, reachable from the host.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{inside}", self.pid1))
+    }
+
+    /// Runs `f` on a thread inside the manager's network namespace: sockets it creates
+    /// (listeners, clients) live there, and keep working from any thread afterwards.
+    pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let netns = File::open(format!("/proc/{}/ns/net", self.pid1)).unwrap();
+        thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns(2) moves only this thread, which exists for this call alone.
+                    let ret = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
+                    f()
+                })
+                .join()
+                .unwrap()
+        })
+    }
+
+    fn console(&self) -> String {
+        fs::read_to_string(self.work.join("console.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if self.pid1 > 0 {
+            let pid = self.pid1.to_string();
+            let _ = Command::new("timeout")
+                .args(["5", "nsenter", "-t", &pid, "-m", "-p", "systemctl", "--force", "exit"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: kill(2) on the namespace's PID 1 takes the whole pid namespace with it.
+            unsafe { libc::kill(self.pid1, libc::SIGKILL) };
+        }
+        let _ = self.launcher.kill();
+        let _ = self.launcher.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while remove_cgroup(&self.cgroup).is_err() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The cgroup2 hierarchy: /sys/fs/cgroup itself, or /sys/fs/cgroup/unified on hybrid hosts.
+fn cgroup_root() -> PathBuf {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if unified.join("cgroup.procs").exists() {
+        unified.to_path_buf()
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    }
+}
+
+/// Removes a cgroup and the ones systemd made below it, deepest first.
+fn remove_cgroup(path: &Path) -> std::io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(path)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_cgroup(&entry.path())?;
+        }
+    }
+    fs::remove_dir(path)
+}
+
+fn first_child(pid: i32) -> Option<i32> {
+    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The minimal units a manager needs to reach test.target with a journal, plus the
+/// project's shipped units and the test's own.
+fn install_units(dir: &Path, extra: &[(&str, &str)]) {
+    fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    };
+    for target in ["sysinit", "basic", "sockets", "shutdown", "local-fs", "local-fs-pre", "swap", "umount", "paths", "timers", "slices"] {
+        write(&format!("{target}.target"), "[Unit]\nDefaultDependencies=no\n");
+    }
+    write(
+        "test.target",
+        "[Unit]\nDefaultDependencies=no\n\
+         Requires=sysinit.target sockets.target systemd-journald.socket systemd-journald.service\n\
+         After=sysinit.target sockets.target systemd-journald.service\n",
+    );
+    write(
+        "systemd-journald.socket",
+        "[Unit]\nDefaultDependencies=no\n[Socket]\n\
+         ListenStream=/run/systemd/journal/stdout\nListenDatagram=/run/systemd/journal/socket\n\
+         SocketMode=0666\nPassCredentials=yes\nPassSecurity=yes\nReceiveBuffer=8M\n\
+         Service=systemd-journald.service\n",
+    );
+    write(
+        "systemd-journald.service",
+        "[Unit]\nDefaultDependencies=no\nRequires=systemd-journald.socket\nAfter=systemd-journald.socket\n\
+         [Service]\nExecStart=/lib/systemd/systemd-journald\nSockets=systemd-journald.socket\n\
+         RuntimeDirectory=systemd/journal\nRuntimeDirectoryPreserve=yes\nStandardOutput=null\nType=notify\n",
+    );
+    for (name, text) in SHIPPED.iter().chain(extra) {
+        write(name, &text.replace("ExecStart=/usr/bin/dynproxy", &format!("ExecStart={BINARY}")));
+    }
+}

@@ -1,0 +1,35 @@
+#!/bin/sh
+# PID 1 of the test's private pid/mount/net/uts/ipc/cgroup namespaces (see manager.rs):
+# builds a private view of the system so that nothing the manager does reaches the host,
+# puts the built dynproxy where the shipped units expect it and the test's resolv.conf in
+# place, then becomes the machine's own systemd.  $1: the test's work directory.
+set -e
+WORK=$1
+mount --make-rprivate /
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run        # manager state, journal, sockets
+mount -t sysfs -o ro sysfs /sys                           # sysfs of the new network namespace
+mount -t cgroup2 cgroup2 /sys/fs/cgroup                   # rooted at our cgroup namespace
+mount --bind /proc/sys /proc/sys; mount -o remount,bind,ro /proc/sys   # PID 1 raises sysctls
+if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+# a private /dev, so /dev/log and /dev/console never reach the host's
+mkdir -p /run/.hostdev; mount --bind /dev /run/.hostdev
+mount -t tmpfs -o mode=755,nosuid,size=1m tmpfs /dev
+for n in null zero full random urandom tty; do touch /dev/$n; mount --bind /run/.hostdev/$n /dev/$n; done
+mkdir -p /dev/pts /dev/shm /dev/mqueue
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts; ln -s pts/ptmx /dev/ptmx
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+mount -t mqueue mqueue /dev/mqueue
+ln -s /proc/self/fd /dev/fd
+touch /dev/console; mount --bind /dev/null /dev/console
+umount -l /run/.hostdev; rmdir /run/.hostdev
+# what the test installs: the binary at the path of the shipped units, its DNS settings
+mount -t tmpfs -o mode=755 tmpfs /usr/local/bin
+cp "$WORK/dynproxy" /usr/local/bin/dynproxy
+resolv=$(readlink -f /etc/resolv.conf)
+mkdir -p "$(dirname "$resolv")"; [ -e "$resolv" ] || touch "$resolv"
+mount --bind "$WORK/resolv.conf" "$resolv"
+ip link set lo up
+hostname dynproxy-test
+exec env -i container=dynproxy-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+     SYSTEMD_UNIT_PATH="$WORK/units" \
+     /lib/systemd/systemd --system --unit=test.target --log-target=console --show-status=no
