@@ -68,13 +68,21 @@ pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<I
         resolver_options.timeout * u32::try_from(resolver_options.attempts.max(1)).unwrap_or(1),
     );
     resolver_options.timeout = resolver_options.timeout.min(bound);
+    // One lookup per process: a cache (moka, sized for 8192 answers by default) is pure cost.
+    resolver_options.cache_size = 0;
+    // Let the kernel pick the UDP source port in one bind(), instead of hickory drawing random
+    // ports and retrying; under SELinux those draws would also be name_bind denials.
+    resolver_options.os_port_selection = true;
     log.step(format_args!(
         "resolving {host} via {} (giving up after {:.1}s)",
         servers(&config),
         bound.as_secs_f64()
     ));
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
+        // A handful of sockets at most: no need for the default 1024-event buffer.
+        .max_io_events_per_tick(16)
         .build()
         .map_err(|e| Error::Io(format!("cannot start the DNS runtime: {e}")))?;
     let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())

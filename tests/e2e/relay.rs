@@ -324,5 +324,8 @@ fn an_io_error_toward_the_client_exits_74() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(74), "{stderr}");
-    assert!(stderr.contains("writing to the client: No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains("writing to the client: No space left on device"),
+        "{stderr}"
+    );
 }

@@ -15,9 +15,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use manager::Manager;
-use support::backend::{banner, serve, Backend};
+use support::backend::{Backend, banner, serve};
 use support::dns::{DnsServer, Record};
-use support::{wait_for, WAIT};
+use support::{WAIT, wait_for};
 
 /// A booted manager with the examples' sockets started, their names in DNS, their backends
 /// listening. Fields drop in order: the manager (and every session) goes first.
@@ -37,15 +37,25 @@ fn deploy() -> Deployment {
     let (dns, backends) = manager.in_netns(|| {
         let dns = DnsServer::start_on("127.0.0.1:53".parse().unwrap());
         let backends = vec![
-            serve(TcpListener::bind("127.0.0.2:9000").unwrap(), banner("php-a")),
-            serve(TcpListener::bind("127.0.0.3:9000").unwrap(), banner("php-b")),
+            serve(
+                TcpListener::bind("127.0.0.2:9000").unwrap(),
+                banner("php-a"),
+            ),
+            serve(
+                TcpListener::bind("127.0.0.3:9000").unwrap(),
+                banner("php-b"),
+            ),
             serve(TcpListener::bind("127.0.0.4:5432").unwrap(), banner("db")),
         ];
         (dns, backends)
     });
     dns.set("php.backend.example", &[a("127.0.0.2")]);
     dns.set("db.internal.example", &[a("127.0.0.4")]);
-    manager.systemctl(&["start", "dynproxy-fastcgi.socket", "dynproxy-postgres.socket"]);
+    manager.systemctl(&[
+        "start",
+        "dynproxy-fastcgi.socket",
+        "dynproxy-postgres.socket",
+    ]);
     Deployment {
         manager,
         dns,
@@ -110,7 +120,10 @@ impl HalfClose for UnixStream {
 }
 
 fn raise_fd_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit read and write a struct we own.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
@@ -126,14 +139,24 @@ fn fastcgi_example_relays_both_ways_over_its_unix_socket() {
     let meta = std::fs::metadata(&socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     let www_data = group_id("www-data");
-    assert_eq!(meta.gid(), www_data, "the socket belongs to the web server's group");
-    assert_eq!(exchange(deployment.fastcgi()), ("php-a".into(), "ping".into()));
+    assert_eq!(
+        meta.gid(),
+        www_data,
+        "the socket belongs to the web server's group"
+    );
+    assert_eq!(
+        exchange(deployment.fastcgi()),
+        ("php-a".into(), "ping".into())
+    );
 }
 
 #[test]
 fn tcp_example_relays_both_ways() {
     let deployment = deploy();
-    assert_eq!(exchange(deployment.postgres()), ("db".into(), "ping".into()));
+    assert_eq!(
+        exchange(deployment.postgres()),
+        ("db".into(), "ping".into())
+    );
 }
 
 #[test]
@@ -148,24 +171,41 @@ fn a_changed_dns_answer_reaches_the_new_backend() {
 fn a_burst_of_300_connections_in_2_seconds_leaves_the_socket_active() {
     // systemd's default trigger limit for Accept=yes (200 per 2 s) would FAIL the socket.
     let deployment = deploy();
-    let streams: Vec<TcpStream> = deployment.manager.in_netns(|| (0..300).map(|_| postgres_client()).collect());
-    let served = streams.into_iter().filter(|s| exchange(s.try_clone().unwrap()) == ("db".into(), "ping".into()));
+    let streams: Vec<TcpStream> = deployment
+        .manager
+        .in_netns(|| (0..300).map(|_| postgres_client()).collect());
+    let served = streams
+        .into_iter()
+        .filter(|s| exchange(s.try_clone().unwrap()) == ("db".into(), "ping".into()));
     assert_eq!(served.count(), 300);
-    let state = deployment.manager.run(&["systemctl", "is-active", "dynproxy-postgres.socket"]);
+    let state = deployment
+        .manager
+        .run(&["systemctl", "is-active", "dynproxy-postgres.socket"]);
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "active");
     assert_eq!(postgres_accepted(&deployment.manager), 300);
-    assert_eq!(exchange(deployment.postgres()).0, "db", "the socket still accepts");
+    assert_eq!(
+        exchange(deployment.postgres()).0,
+        "db",
+        "the socket still accepts"
+    );
 }
 
 #[test]
 fn a_thousand_concurrent_sessions_all_succeed() {
     let deployment = deploy();
-    let mut streams: Vec<TcpStream> = deployment.manager.in_netns(|| (0..1000).map(|_| postgres_client()).collect());
+    let mut streams: Vec<TcpStream> = deployment
+        .manager
+        .in_netns(|| (0..1000).map(|_| postgres_client()).collect());
     // Every banner read means that session's dynproxy is connected: all 1000 are alive at once.
     for stream in &mut streams {
         assert_eq!(banner_of(stream), "db");
     }
-    let running = deployment.manager.systemctl(&["list-units", "--no-legend", "--state=running", "dynproxy-postgres@*"]);
+    let running = deployment.manager.systemctl(&[
+        "list-units",
+        "--no-legend",
+        "--state=running",
+        "dynproxy-postgres@*",
+    ]);
     assert_eq!(running.lines().count(), 1000, "sessions running at once");
     for mut stream in streams {
         stream.write_all(b"ping").unwrap();
@@ -182,7 +222,8 @@ fn the_session_line_with_the_client_address_is_in_the_journal() {
     let stream = deployment.postgres();
     let client = stream.local_addr().unwrap();
     assert_eq!(exchange(stream), ("db".into(), "ping".into()));
-    let expected = format!("session client={client} target=db.internal.example:5432 backend=127.0.0.4:5432");
+    let expected =
+        format!("session client={client} target=db.internal.example:5432 backend=127.0.0.4:5432");
     let journal = wait_for("the session line in the journal", || {
         let journal = deployment.manager.journal();
         journal.contains(&expected).then_some(journal)
@@ -197,9 +238,17 @@ fn a_failing_session_sends_no_log_text_to_the_client() {
     let mut stream = deployment.postgres();
     let mut got = Vec::new();
     stream.read_to_end(&mut got).unwrap();
-    assert!(got.is_empty(), "the client received {:?}", String::from_utf8_lossy(&got));
+    assert!(
+        got.is_empty(),
+        "the client received {:?}",
+        String::from_utf8_lossy(&got)
+    );
     wait_for("the failure in the journal", || {
-        deployment.manager.journal().contains("status=68").then_some(())
+        deployment
+            .manager
+            .journal()
+            .contains("status=68")
+            .then_some(())
     });
 }
 
@@ -207,8 +256,17 @@ fn a_failing_session_sends_no_log_text_to_the_client() {
 fn sessions_run_as_an_unprivileged_dynamic_user_and_still_resolve_and_connect() {
     let deployment = deploy();
     let mut held = deployment.postgres();
-    assert_eq!(banner_of(&mut held), "db", "resolved and connected under the hardening");
-    let unit = deployment.manager.systemctl(&["list-units", "--no-legend", "--plain", "dynproxy-postgres@*"]);
+    assert_eq!(
+        banner_of(&mut held),
+        "db",
+        "resolved and connected under the hardening"
+    );
+    let unit = deployment.manager.systemctl(&[
+        "list-units",
+        "--no-legend",
+        "--plain",
+        "dynproxy-postgres@*",
+    ]);
     let unit = unit.split_whitespace().next().unwrap().to_owned();
     let status = deployment.manager.run(&[
         "sh",
@@ -238,25 +296,44 @@ fn teardown_leaves_nothing_behind_even_when_a_test_fails() {
     let mut left = None;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let manager = Manager::boot("nameserver 127.0.0.1\n", &[]);
-        left = Some((manager.pid1, manager.cgroup.clone(), manager.work.path().to_path_buf()));
+        left = Some((
+            manager.pid1,
+            manager.cgroup.clone(),
+            manager.work.path().to_path_buf(),
+        ));
         panic!("a test fails while the manager runs");
     }));
     assert!(outcome.is_err());
     let (pid1, cgroup, work) = left.unwrap();
-    assert!(!Path::new(&format!("/proc/{pid1}")).exists(), "PID 1 of the namespace still runs");
+    assert!(
+        !Path::new(&format!("/proc/{pid1}")).exists(),
+        "PID 1 of the namespace still runs"
+    );
     assert!(!cgroup.exists(), "{} is left behind", cgroup.display());
     assert!(!work.exists(), "{} is left behind", work.display());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(work.to_str().unwrap()), "a mount of the test is left on the host");
+    assert!(
+        !mounts.contains(work.to_str().unwrap()),
+        "a mount of the test is left on the host"
+    );
 }
 
 fn postgres_accepted(manager: &Manager) -> u64 {
-    let out = manager.systemctl(&["show", "-p", "NAccepted", "--value", "dynproxy-postgres.socket"]);
+    let out = manager.systemctl(&[
+        "show",
+        "-p",
+        "NAccepted",
+        "--value",
+        "dynproxy-postgres.socket",
+    ]);
     out.trim().parse().unwrap()
 }
 
 fn group_id(name: &str) -> u32 {
     let groups = std::fs::read_to_string("/etc/group").unwrap();
-    let line = groups.lines().find(|l| l.starts_with(&format!("{name}:"))).unwrap();
+    let line = groups
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .unwrap();
     line.split(':').nth(2).unwrap().parse().unwrap()
 }

@@ -11,16 +11,34 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{dynproxy, wait_for, TempDir};
+use crate::support::{TempDir, dynproxy, wait_for};
 
 /// The shipped units, installed as an admin would (drop-ins and the two examples).
 const SHIPPED: &[(&str, &str)] = &[
-    ("dynproxy-.service.d/50-dynproxy.conf", include_str!("../../units/dynproxy-.service.d/50-dynproxy.conf")),
-    ("dynproxy-.socket.d/50-dynproxy.conf", include_str!("../../units/dynproxy-.socket.d/50-dynproxy.conf")),
-    ("dynproxy-fastcgi.socket", include_str!("../../units/examples/dynproxy-fastcgi.socket")),
-    ("dynproxy-fastcgi@.service", include_str!("../../units/examples/dynproxy-fastcgi@.service")),
-    ("dynproxy-postgres.socket", include_str!("../../units/examples/dynproxy-postgres.socket")),
-    ("dynproxy-postgres@.service", include_str!("../../units/examples/dynproxy-postgres@.service")),
+    (
+        "dynproxy-.service.d/50-dynproxy.conf",
+        include_str!("../../units/dynproxy-.service.d/50-dynproxy.conf"),
+    ),
+    (
+        "dynproxy-.socket.d/50-dynproxy.conf",
+        include_str!("../../units/dynproxy-.socket.d/50-dynproxy.conf"),
+    ),
+    (
+        "dynproxy-fastcgi.socket",
+        include_str!("../../units/examples/dynproxy-fastcgi.socket"),
+    ),
+    (
+        "dynproxy-fastcgi@.service",
+        include_str!("../../units/examples/dynproxy-fastcgi@.service"),
+    ),
+    (
+        "dynproxy-postgres.socket",
+        include_str!("../../units/examples/dynproxy-postgres.socket"),
+    ),
+    (
+        "dynproxy-postgres@.service",
+        include_str!("../../units/examples/dynproxy-postgres@.service"),
+    ),
 ];
 
 /// Where pid1.sh puts the built binary inside the namespaces.
@@ -36,7 +54,10 @@ pub struct Manager {
 impl Manager {
     /// Boots a manager whose /etc/resolv.conf is `resolv_conf`, with `extra` units added.
     pub fn boot(resolv_conf: &str, extra: &[(&str, &str)]) -> Manager {
-        assert!(crate::support::is_root(), "booting systemd in namespaces needs root");
+        assert!(
+            crate::support::is_root(),
+            "booting systemd in namespaces needs root"
+        );
         let work = TempDir::new();
         fs::write(work.join("resolv.conf"), resolv_conf).unwrap();
         fs::copy(dynproxy(), work.join("dynproxy")).unwrap();
@@ -69,7 +90,12 @@ impl Manager {
             manager.path("/run/systemd/private").exists().then_some(())
         });
         let state = manager.run(&["systemctl", "is-system-running", "--wait"]);
-        assert!(state.status.success(), "the manager did not come up: {}\n{}", stdout(&state), manager.console());
+        assert!(
+            state.status.success(),
+            "the manager did not come up: {}\n{}",
+            stdout(&state),
+            manager.console()
+        );
         manager
     }
 
@@ -77,7 +103,9 @@ impl Manager {
     pub fn run(&self, args: &[&str]) -> Output {
         let pid = self.pid1.to_string();
         Command::new("timeout")
-            .args(["60", "nsenter", "-t", &pid, "-m", "-p", "-n", "-u", "-i", "-C", "--"])
+            .args([
+                "60", "nsenter", "-t", &pid, "-m", "-p", "-n", "-u", "-i", "-C", "--",
+            ])
             .args(args)
             .output()
             .unwrap()
@@ -87,13 +115,24 @@ impl Manager {
         let mut command = vec!["systemctl"];
         command.extend_from_slice(args);
         let out = self.run(&command);
-        assert!(out.status.success(), "systemctl {args:?}: {}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "systemctl {args:?}: {}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
         stdout(&out)
     }
 
     /// What dynproxy sessions wrote to the journal.
     pub fn journal(&self) -> String {
-        stdout(&self.run(&["journalctl", "--no-pager", "-o", "cat", "SYSLOG_IDENTIFIER=dynproxy"]))
+        stdout(&self.run(&[
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            "SYSLOG_IDENTIFIER=dynproxy",
+        ]))
     }
 
     /// A path inside the manager's mount namespace, reachable from the host.
@@ -128,7 +167,17 @@ impl Drop for Manager {
         if self.pid1 > 0 {
             let pid = self.pid1.to_string();
             let _ = Command::new("timeout")
-                .args(["5", "nsenter", "-t", &pid, "-m", "-p", "systemctl", "--force", "exit"])
+                .args([
+                    "5",
+                    "nsenter",
+                    "-t",
+                    &pid,
+                    "-m",
+                    "-p",
+                    "systemctl",
+                    "--force",
+                    "exit",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
@@ -190,8 +239,23 @@ fn install_units(dir: &Path, extra: &[(&str, &str)]) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, text).unwrap();
     };
-    for target in ["sysinit", "basic", "sockets", "shutdown", "local-fs", "local-fs-pre", "swap", "umount", "paths", "timers", "slices"] {
-        write(&format!("{target}.target"), "[Unit]\nDefaultDependencies=no\n");
+    for target in [
+        "sysinit",
+        "basic",
+        "sockets",
+        "shutdown",
+        "local-fs",
+        "local-fs-pre",
+        "swap",
+        "umount",
+        "paths",
+        "timers",
+        "slices",
+    ] {
+        write(
+            &format!("{target}.target"),
+            "[Unit]\nDefaultDependencies=no\n",
+        );
     }
     write(
         "test.target",
@@ -213,6 +277,12 @@ fn install_units(dir: &Path, extra: &[(&str, &str)]) {
          RuntimeDirectory=systemd/journal\nRuntimeDirectoryPreserve=yes\nStandardOutput=null\nType=notify\n",
     );
     for (name, text) in SHIPPED.iter().chain(extra) {
-        write(name, &text.replace("ExecStart=/usr/bin/dynproxy", &format!("ExecStart={BINARY}")));
+        write(
+            name,
+            &text.replace(
+                "ExecStart=/usr/bin/dynproxy",
+                &format!("ExecStart={BINARY}"),
+            ),
+        );
     }
 }
