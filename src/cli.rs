@@ -98,7 +98,15 @@ pub enum Parsed {
 }
 
 pub fn parse() -> Parsed {
-    match Args::try_parse() {
+    parse_from(std::env::args_os())
+}
+
+pub fn parse_from<I, T>(args: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Args::try_parse_from(args) {
         Ok(args) => Parsed::Run(Box::new(args)),
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {

@@ -47,7 +47,7 @@ impl Log {
     /// `stderr_is_client`: fd 2 reaches the client, so it must not be written to at all.
     pub fn new(mode: LogMode, verbose: bool, stderr: FileId, stderr_is_client: bool) -> Log {
         let journal = is_journal_stream(&stderr);
-        let human = !stderr.is_socket() && (!stderr.is_char_device() || is_tty(2));
+        let human = !stderr.is_socket() && (!stderr.is_char_device() || crate::sys::is_tty(2));
         let to_stderr = !stderr_is_client
             && match mode {
                 LogMode::Stderr => true,
@@ -119,10 +119,6 @@ impl Log {
             }
         }
     }
-}
-
-fn is_tty(fd: i32) -> bool {
-    crate::sys::is_tty(fd)
 }
 
 /// systemd sets JOURNAL_STREAM=DEV:INODE for the stream it connects to stderr.

@@ -1,8 +1,7 @@
 //! dynproxy: one process per connection. The session is a pipeline, and so is this file:
 //! where the client is → the command line → the target → resolve → connect → PROXY header →
-//! relay → the session line → the exit status.
+//! relay → the session line → the exit status. Each stage is a module of the library.
 
-// Nothing reachable from input may panic: every failure is an `Error` with an exit status.
 #![cfg_attr(
     not(test),
     deny(
@@ -14,30 +13,20 @@
     )
 )]
 
-mod cli;
-mod client;
-mod connect;
-mod error;
-mod log;
-mod proxy_header;
-mod relay;
-mod resolve;
-mod sys;
-mod target;
-
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::SocketAddr as UnixAddr;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use cli::{Args, Parsed};
-use client::Client;
-use connect::Backend;
-use error::Error;
-use log::{Ending, Log, LogMode, Summary};
-use relay::{Ended, Relay, Totals};
-use resolve::Family;
-use target::Target;
+use dynproxy::cli::{self, Args, Parsed};
+use dynproxy::client::Client;
+use dynproxy::connect::{self, Backend};
+use dynproxy::error::Error;
+use dynproxy::log::{Ending, Log, LogMode, Summary};
+use dynproxy::relay::{Ended, Relay, Totals};
+use dynproxy::resolve::{self, Family};
+use dynproxy::target::Target;
+use dynproxy::{proxy_header, sys};
 
 fn main() -> ExitCode {
     let started = Instant::now();

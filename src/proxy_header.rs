@@ -130,4 +130,66 @@ mod tests {
         local.extend_from_slice(&[0x20, 0x00, 0, 0]);
         assert_eq!(encode(ProxyVersion::V2, None), local);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::net::{Ipv4Addr, Ipv6Addr};
+
+        proptest! {
+            #[test]
+            fn v1_ipv4_header_carries_both_addresses(s: [u8; 4], d: [u8; 4], sp: u16, dp: u16) {
+                let (s, d) = (Ipv4Addr::from(s), Ipv4Addr::from(d));
+                let header = encode(ProxyVersion::V1, Some(((s, sp).into(), (d, dp).into())));
+                let text = String::from_utf8(header).unwrap();
+                prop_assert!(text.ends_with("\r\n") && text.len() <= 107, "{}", text);
+                let fields: Vec<&str> = text.trim_end().split(' ').collect();
+                let expected = ["PROXY".into(), "TCP4".into(), s.to_string(), d.to_string(), sp.to_string(), dp.to_string()];
+                prop_assert_eq!(fields, expected.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+
+            #[test]
+            fn v1_ipv6_header_carries_both_addresses(s: [u8; 16], d: [u8; 16], sp: u16, dp: u16) {
+                let (s, d) = (Ipv6Addr::from(s), Ipv6Addr::from(d));
+                let header = encode(ProxyVersion::V1, Some(((s, sp).into(), (d, dp).into())));
+                let text = String::from_utf8(header).unwrap();
+                prop_assert!(text.len() <= 107, "{}", text);
+                let fields: Vec<String> = text.trim_end().split(' ').map(String::from).collect();
+                let both_mapped = s.to_ipv4_mapped().is_some() && d.to_ipv4_mapped().is_some();
+                prop_assert_eq!(&fields[1], if both_mapped { "TCP4" } else { "TCP6" });
+                prop_assert_eq!(fields[2].parse::<IpAddr>().unwrap().to_canonical(), IpAddr::from(s).to_canonical());
+                prop_assert_eq!(fields[3].parse::<IpAddr>().unwrap().to_canonical(), IpAddr::from(d).to_canonical());
+                prop_assert_eq!((fields[4].parse::<u16>().unwrap(), fields[5].parse::<u16>().unwrap()), (sp, dp));
+            }
+
+            #[test]
+            fn v2_header_decodes_to_the_addresses(s: [u8; 16], d: [u8; 16], sp: u16, dp: u16, v4 in any::<bool>()) {
+                let (s, d): (IpAddr, IpAddr) = if v4 {
+                    (Ipv4Addr::new(s[0], s[1], s[2], s[3]).into(), Ipv4Addr::new(d[0], d[1], d[2], d[3]).into())
+                } else {
+                    (Ipv6Addr::from(s).into(), Ipv6Addr::from(d).into())
+                };
+                let header = encode(ProxyVersion::V2, Some(((s, sp).into(), (d, dp).into())));
+                prop_assert_eq!(&header[..12], &V2_SIGNATURE[..]);
+                prop_assert_eq!(header[12], V2_PROXY);
+                let len = u16::from_be_bytes([header[14], header[15]]) as usize;
+                prop_assert_eq!(header.len(), 16 + len);
+                let body = &header[16..];
+                let (got_s, got_d): (IpAddr, IpAddr) = match header[13] {
+                    V2_TCP4 => {
+                        prop_assert_eq!(len, 12);
+                        (<[u8; 4]>::try_from(&body[0..4]).unwrap().into(), <[u8; 4]>::try_from(&body[4..8]).unwrap().into())
+                    }
+                    V2_TCP6 => {
+                        prop_assert_eq!(len, 36);
+                        (<[u8; 16]>::try_from(&body[0..16]).unwrap().into(), <[u8; 16]>::try_from(&body[16..32]).unwrap().into())
+                    }
+                    other => return Err(TestCaseError::fail(format!("family {other:#x}"))),
+                };
+                prop_assert_eq!(got_s.to_canonical(), s.to_canonical());
+                prop_assert_eq!(got_d.to_canonical(), d.to_canonical());
+                prop_assert_eq!(&body[len - 4..], &[sp.to_be_bytes(), dp.to_be_bytes()].concat()[..]);
+            }
+        }
+    }
 }

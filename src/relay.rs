@@ -397,77 +397,108 @@ impl Relay<'_> {
         log: &mut Log,
     ) -> Result<Ended, Error> {
         let io_error = |e: io::Error| Error::Io(format!("relay: {e}"));
-        let mut poll = Poll::new().map_err(io_error)?;
-        for (index, port) in ports.iter().enumerate() {
-            register(&poll, port, index, flows).map_err(io_error)?;
-        }
-        let signals = sys::stop_signal_fd().map_err(io_error)?;
-        poll.registry()
-            .register(
-                &mut SourceFd(&signals.as_raw_fd()),
-                SIGNAL,
-                Interest::READABLE,
-            )
-            .map_err(io_error)?;
+        let (mut poll, signals) = watch(ports, flows).map_err(io_error)?;
         if let Some(preface) = &self.preface {
             flows[0].preload(preface).map_err(io_error)?;
         }
         let mut events = Events::with_capacity(8);
         let mut last_activity = Instant::now();
         loop {
-            let before: u64 = flows.iter().map(|f| f.moved).sum();
-            let mut more = false;
-            for index in 0..flows.len() {
-                match flows[index].pump(ports) {
-                    Ok(again) => more |= again,
-                    Err(Stop::Reset(side)) => {
-                        for flow in flows.iter_mut().filter(|f| ports[f.to].side != side) {
-                            flow.flush(ports);
-                        }
-                        log.step(format_args!("the {side} reset the connection"));
-                        return Ok(Ended::Reset(side));
-                    }
-                    Err(Stop::Failed(error)) => return Err(error),
+            let moved_before = moved(flows);
+            let more = match pump_all(flows, ports) {
+                Ok(more) => more,
+                Err(Stop::Reset(side)) => {
+                    log.step(format_args!("the {side} reset the connection"));
+                    return Ok(Ended::Reset(side));
                 }
-            }
+                Err(Stop::Failed(error)) => return Err(error),
+            };
             if flows.iter().all(|f| f.finished) {
                 return Ok(Ended::Closed);
             }
             let now = Instant::now();
-            if flows.iter().map(|f| f.moved).sum::<u64>() != before {
+            if moved(flows) != moved_before {
                 last_activity = now;
             }
-            let mut timeout = self
+            let idle_left = self
                 .idle_timeout
                 .map(|idle| (last_activity + idle).saturating_duration_since(now));
-            if timeout == Some(Duration::ZERO) {
+            if idle_left == Some(Duration::ZERO) {
                 return Ok(Ended::Idle);
             }
-            if more {
-                timeout = Some(Duration::ZERO);
-            }
+            let timeout = if more {
+                Some(Duration::ZERO)
+            } else {
+                idle_left
+            };
             match poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io_error(e)),
             }
-            for event in &events {
-                if event.token() == SIGNAL {
-                    if let Some(signal) = sys::read_signal(&signals) {
-                        return Ok(Ended::Signal(signal));
-                    }
-                    continue;
-                }
-                let Some(port) = ports.get_mut(event.token().0) else {
-                    continue;
-                };
-                // Errors and hang-ups are reported as readiness: the next call returns them.
-                let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
-                port.readable |= event.is_readable() || broken;
-                port.writable |= event.is_writable() || broken;
+            if let Some(signal) = note(&events, ports, &signals) {
+                return Ok(Ended::Signal(signal));
             }
         }
     }
+}
+
+fn moved(flows: &[Flow]) -> u64 {
+    flows.iter().map(|f| f.moved).sum()
+}
+
+/// Gives each direction its turn. On a reset, what is already buffered toward the other
+/// side is written out if it can be, then the reset ends the session.
+fn pump_all(flows: &mut [Flow], ports: &mut [Port]) -> Result<bool, Stop> {
+    let mut more = false;
+    for index in 0..flows.len() {
+        match flows[index].pump(ports) {
+            Ok(again) => more |= again,
+            Err(Stop::Reset(side)) => {
+                for flow in flows.iter_mut().filter(|f| ports[f.to].side != side) {
+                    flow.flush(ports);
+                }
+                return Err(Stop::Reset(side));
+            }
+            Err(stop) => return Err(stop),
+        }
+    }
+    Ok(more)
+}
+
+/// A poll watching every port, and a signalfd (registered too) for the stop signals.
+fn watch(ports: &[Port], flows: &[Flow]) -> io::Result<(Poll, OwnedFd)> {
+    let poll = Poll::new()?;
+    for (index, port) in ports.iter().enumerate() {
+        register(&poll, port, index, flows)?;
+    }
+    let signals = sys::stop_signal_fd()?;
+    poll.registry().register(
+        &mut SourceFd(&signals.as_raw_fd()),
+        SIGNAL,
+        Interest::READABLE,
+    )?;
+    Ok((poll, signals))
+}
+
+/// Remembers the readiness events report; returns a stop signal if one arrived.
+fn note(events: &Events, ports: &mut [Port], signals: &OwnedFd) -> Option<i32> {
+    for event in events {
+        if event.token() == SIGNAL {
+            if let Some(signal) = sys::read_signal(signals) {
+                return Some(signal);
+            }
+            continue;
+        }
+        let Some(port) = ports.get_mut(event.token().0) else {
+            continue;
+        };
+        // Errors and hang-ups are reported as readiness: the next call returns them.
+        let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
+        port.readable |= event.is_readable() || broken;
+        port.writable |= event.is_writable() || broken;
+    }
+    None
 }
 
 /// Registers a port for what the flows need of it; Plain ports are always ready instead.

@@ -243,4 +243,58 @@ mod tests {
         assert!(err(&format!("/{}", "x".repeat(MAX_UNIX_NAME))).contains("at most"));
         assert!(err("run/x.sock:1").contains("absolute"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::net::{SocketAddrV4, SocketAddrV6};
+
+        /// Host names as DNS has them: 1-4 labels of letters, digits and inner hyphens.
+        fn host_name() -> impl Strategy<Value = String> {
+            let label = "[a-z][a-z0-9-]{0,20}[a-z0-9]|[a-z]";
+            prop::collection::vec(label, 1..5).prop_map(|labels| labels.join("."))
+        }
+
+        proptest! {
+            #[test]
+            fn every_ipv4_socket_address_reads_back(ip: [u8; 4], port in 1u16..) {
+                let addr = SocketAddrV4::new(ip.into(), port);
+                prop_assert_eq!(Target::parse(&addr.to_string()), Ok(Target::Addr(addr.into())));
+            }
+
+            #[test]
+            fn every_ipv6_socket_address_reads_back(ip: [u8; 16], port in 1u16..) {
+                let addr = SocketAddrV6::new(ip.into(), port, 0, 0);
+                prop_assert_eq!(Target::parse(&addr.to_string()), Ok(Target::Addr(addr.into())));
+            }
+
+            #[test]
+            fn host_names_read_back(host in host_name(), port in 1u16..) {
+                let text = format!("{host}:{port}");
+                let target = Target::parse(&text);
+                prop_assert_eq!(&target, &Ok(Target::Name { host, port }));
+                prop_assert_eq!(target.unwrap().to_string(), text);
+            }
+
+            #[test]
+            fn unix_paths_read_back(path in "/[a-zA-Z0-9._/ -]{0,100}") {
+                let target = Target::parse(&path);
+                prop_assert_eq!(&target, &Ok(Target::Path(path.clone().into())));
+                prop_assert_eq!(target.unwrap().to_string(), path);
+            }
+
+            #[test]
+            fn any_text_parses_or_is_refused_and_what_parses_reads_back(text in "\\PC{0,80}|[\\[\\]:@/a-z0-9.%-]{0,40}") {
+                if let Ok(target) = Target::parse(&text) {
+                    prop_assert_eq!(Target::parse(&target.to_string()), Ok(target));
+                }
+            }
+
+            #[test]
+            fn ports_out_of_range_are_refused(host in host_name(), port in 65536u64..) {
+                let text = format!("{host}:{port}");
+                prop_assert!(Target::parse(&text).is_err());
+            }
+        }
+    }
 }

@@ -1,13 +1,16 @@
 //! Faults: DNS servers that are down, silent, slow or hostile; each ends with the documented
 //! exit status within the resolve timeout, and never a panic.
 
+use std::io::{Read, Write};
 use std::net::UdpSocket;
-use std::process::Stdio;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::backend;
 use crate::support::dns::{Behaviour, DnsServer, Record};
-use crate::support::launch::run;
+use crate::support::launch::{ByHand, pause, run};
+use crate::support::{WAIT, wait_exit};
 
 /// Runs a session against `dns` for `name` with a 1 s resolve timeout: (status, stderr).
 fn resolve_with(dns_arg: &str, name: &str) -> (Option<i32>, String) {
@@ -131,4 +134,98 @@ fn very_long_cname_chain_in_one_answer_is_followed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(echo.accepted(), 1);
+}
+
+// Backends that misbehave.
+
+#[test]
+fn a_backend_that_accepts_and_closes_at_once_ends_the_session() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = backend::serve(listener, drop);
+    let (proxy, mut client) = ByHand::start(&[backend.address.to_string()]);
+    let _ = client.write_all(b"anyone there?");
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    assert!(got.is_empty());
+    drop(client);
+    let (status, stderr) = proxy.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("end=closed") || stderr.contains("end=reset"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_stalled_transfer_ends_at_exit_idle_time() {
+    // The backend reads nothing: the client's writes stop when the buffers fill, and then
+    // no byte moves either way.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = backend::serve(listener, |stream| {
+        pause(60_000);
+        drop(stream);
+    });
+    let (proxy, client) = ByHand::start(&["--exit-idle-time=1", &backend.address.to_string()]);
+    let mut writer = client.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![1u8; 64 * 1024];
+        while writer.write_all(&chunk).is_ok() {}
+    });
+    let (status, stderr) = proxy.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("end=idle"), "{stderr}");
+}
+
+// The process itself.
+
+#[test]
+fn sigpipe_never_kills_it() {
+    // The client goes away while the backend streams: the next write gets EPIPE, which
+    // must end the session like a reset, not kill the process with SIGPIPE.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = backend::serve(listener, |mut stream| {
+        let chunk = vec![2u8; 64 * 1024];
+        while stream.write_all(&chunk).is_ok() {}
+    });
+    let (proxy, mut client) = ByHand::start(&[backend.address.to_string()]);
+    let mut first = [0u8; 1024];
+    client.read_exact(&mut first).unwrap();
+    drop(client);
+    let (status, stderr) = proxy.finish();
+    assert_eq!(status.signal(), None, "killed by a signal: {stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("reset by client"), "{stderr}");
+}
+
+#[test]
+fn a_terminal_on_stdin_and_stdout_works() {
+    // `script` runs dynproxy on a pseudo-terminal, as when it is typed at a shell prompt.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = backend::serve(listener, move |mut stream| {
+        let mut line = Vec::new();
+        let _ = stream.read_to_end(&mut line);
+        tx.lock().unwrap().send(line).unwrap();
+    });
+    let command = format!("{} {}", crate::support::dynproxy(), backend.address);
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A line, then the terminal's end-of-file character (Ctrl-D).
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed at a terminal\n\x04")
+        .unwrap();
+    let received = rx
+        .recv_timeout(WAIT)
+        .expect("the backend got the line and an end of stream");
+    assert_eq!(received, b"typed at a terminal\n");
+    assert!(wait_exit(&mut child).success());
 }

@@ -169,3 +169,20 @@ fn closed_stdio_descriptors_never_receive_a_socket() {
         "log text reached the backend, which echoed it"
     );
 }
+
+#[test]
+fn a_finished_session_leaves_no_process_and_no_descriptor_behind() {
+    let echo = backend::echo("127.0.0.1");
+    let launcher = Launcher::inetd(&[echo.address.to_string()]);
+    let fds = launcher.open_fds();
+    let stream = launcher.connect();
+    let half_close = stream.try_clone().unwrap();
+    assert_eq!(
+        round_trip(stream, |_| half_close.shutdown(Shutdown::Write).unwrap()),
+        "ping\n"
+    );
+    crate::support::wait_for("the session to exit", || {
+        launcher.sessions_running().is_empty().then_some(())
+    });
+    assert_eq!(launcher.open_fds(), fds);
+}

@@ -107,6 +107,24 @@ impl Launcher {
             .collect()
     }
 
+    /// The dynproxy processes it has started that are still running.
+    pub fn sessions_running(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// How many descriptors the launcher has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
     /// Waits for `n` session lines and returns them.
     pub fn sessions(&self, n: usize) -> Vec<String> {
         wait_for(&format!("{n} session lines"), || {
