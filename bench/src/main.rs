@@ -17,8 +17,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -156,7 +156,10 @@ fn latency(to: SocketAddr, count: u64) -> io::Result<()> {
         }
     }
     let list: Vec<String> = micros.iter().map(|m| format!("{m:.1}")).collect();
-    println!("{{\"micros\": [{}], \"errors\": {errors}}}", list.join(", "));
+    println!(
+        "{{\"micros\": [{}], \"errors\": {errors}}}",
+        list.join(", ")
+    );
     Ok(())
 }
 
@@ -191,7 +194,10 @@ fn rate(to: SocketAddr, concurrency: u64, seconds: u64) -> io::Result<()> {
 }
 
 fn report(bytes: u64, started: Instant) {
-    println!("{{\"bytes\": {bytes}, \"seconds\": {:.4}}}", started.elapsed().as_secs_f64());
+    println!(
+        "{{\"bytes\": {bytes}, \"seconds\": {:.4}}}",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn upload(to: SocketAddr, bytes: u64) -> io::Result<()> {
@@ -230,7 +236,9 @@ fn echo(to: SocketAddr, bytes: u64) -> io::Result<()> {
         send(&mut writer, bytes, &vec![5u8; CHUNK])
     });
     let received = read_exactly(&mut stream, bytes + 1)?;
-    sender.join().map_err(|_| io::Error::other("sender panicked"))??;
+    sender
+        .join()
+        .map_err(|_| io::Error::other("sender panicked"))??;
     if received != bytes + 1 {
         return Err(io::Error::other("short echo"));
     }
