@@ -107,18 +107,20 @@ impl Client {
 
     /// Makes the descriptors non-blocking for the relay without leaving O_NONBLOCK on an
     /// open file that the parent (a shell, a terminal) still uses: pipes and terminals are
-    /// reopened privately; sockets get the flag, and `Nonblocking` puts it back when dropped.
+    /// reopened privately; sockets get the flag, and it is put back when the result drops.
     pub fn nonblocking(&self) -> Nonblocking {
-        let mut guard = Nonblocking::default();
-        let input = guard.adopt(self.input, false);
+        let mut undo = Undo::default();
+        let input = undo.adopt(self.input, false);
         let output = if self.is_one_socket() {
             input
         } else {
-            guard.adopt(self.output, true)
+            undo.adopt(self.output, true)
         };
-        guard.input = input;
-        guard.output = output;
-        guard
+        Nonblocking {
+            input,
+            output,
+            _undo: undo,
+        }
     }
 }
 
@@ -132,29 +134,23 @@ impl End {
     }
 }
 
-/// The client's descriptors as the relay uses them. Dropping it restores the file status
-/// flags it changed and closes the private reopenings.
+/// The client's descriptors as the relay uses them.
 #[derive(Debug)]
 pub struct Nonblocking {
     pub input: End,
     pub output: End,
+    _undo: Undo,
+}
+
+/// What making the client non-blocking changed: private reopenings to close, file status
+/// flags to put back. Both happen when it drops.
+#[derive(Debug, Default)]
+struct Undo {
     reopened: Vec<OwnedFd>,
     restore: Vec<(RawFd, i32)>,
 }
 
-impl Default for Nonblocking {
-    fn default() -> Self {
-        let none = End::new(-1, Kind::Plain);
-        Nonblocking {
-            input: none,
-            output: none,
-            reopened: Vec::new(),
-            restore: Vec::new(),
-        }
-    }
-}
-
-impl Nonblocking {
+impl Undo {
     fn adopt(&mut self, end: End, write: bool) -> End {
         if end.kind == Kind::Plain {
             return end;
@@ -180,7 +176,7 @@ impl Nonblocking {
     }
 }
 
-impl Drop for Nonblocking {
+impl Drop for Undo {
     fn drop(&mut self) {
         for &(fd, flags) in &self.restore {
             let _ = sys::set_flags(fd, flags);

@@ -13,6 +13,7 @@
     )
 )]
 
+use std::io::Write;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::SocketAddr as UnixAddr;
 use std::process::ExitCode;
@@ -38,7 +39,8 @@ fn main() -> ExitCode {
     let args = match cli::parse() {
         Parsed::Run(args) => args,
         Parsed::Print(text) => {
-            print!("{text}");
+            // Not print!: a closed stdout (`dynproxy --help | head -1`) must not panic.
+            let _ = std::io::stdout().write_all(text.as_bytes());
             return ExitCode::SUCCESS;
         }
         Parsed::Usage(message) => {
@@ -58,9 +60,10 @@ fn main() -> ExitCode {
         Ending::Failed(error) => error.exit_code(),
         _ => ExitCode::SUCCESS,
     };
-    let signal = match ending {
-        Ending::Signal(signal) => Some(signal),
-        _ => None,
+    let signal = if let Ending::Signal(signal) = ending {
+        Some(signal)
+    } else {
+        None
     };
     log.session(&Summary {
         client: client.describe(),

@@ -166,3 +166,21 @@ fn version() {
     assert!(text.starts_with("dynproxy "), "{text}");
     assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
 }
+
+#[test]
+fn help_into_a_closed_pipe_is_no_panic() {
+    // `dynproxy --help | head -1`: the write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = std::process::Command::new(crate::support::dynproxy())
+        .arg("--help")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = crate::support::wait_exit(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
