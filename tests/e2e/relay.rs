@@ -17,43 +17,15 @@ use crate::support::{WAIT, rss_kib, wait_for};
 
 const MIB: u64 = 1024 * 1024;
 
-/// A backend that sends stream `seed_down` while it checks it receives stream `seed_up`;
-/// each check's result arrives on the returned channel.
-fn exchange_backend(
-    seed_up: u64,
-    seed_down: u64,
-    len: u64,
-) -> (backend::Backend, mpsc::Receiver<Result<(), String>>) {
-    let (tx, rx) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend = serve(listener, move |stream: TcpStream| {
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let sender = thread::spawn(move || {
-            data::send(&mut writer, seed_down, len).unwrap();
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let result = data::receive(&mut &stream, seed_up, len);
-        sender.join().unwrap();
-        tx.lock().unwrap().send(result).unwrap();
-    });
-    (backend, rx)
-}
-
 fn both_ways_at_once(style: Style) {
     let len = 64 * MIB;
-    let (backend, results) = exchange_backend(1, 2, len);
+    let (backend, results) = data::exchanging_backend(len);
     let launcher = Launcher::start(style, "127.0.0.1", &[backend.address.to_string()], &[]);
-    let stream = launcher.connect();
-    let mut writer = stream.try_clone().unwrap();
-    let sender = thread::spawn(move || {
-        data::send(&mut writer, 1, len).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let down = data::receive(&mut &stream, 2, len);
-    sender.join().unwrap();
-    assert_eq!(down, Ok(()), "backend → client");
+    assert_eq!(
+        data::exchange(&launcher.connect(), 1, 2, len),
+        Ok(()),
+        "backend → client"
+    );
     assert_eq!(
         results.recv_timeout(WAIT).unwrap(),
         Ok(()),

@@ -7,30 +7,16 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Mutex, mpsc};
-use std::thread;
+use std::net::{Shutdown, TcpStream};
+use std::sync::Mutex;
 
-use support::backend::{self, serve};
+use support::backend;
 use support::data;
 use support::launch::Launcher;
 use support::{WAIT, wait_for};
 
 /// One load test at a time: each wants the whole machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write a struct we own.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-}
 
 fn one_byte_echo(launcher: &Launcher) -> TcpStream {
     let mut stream = launcher.connect();
@@ -77,7 +63,7 @@ fn ten_thousand_sequential_sessions_all_succeed_and_leave_nothing_behind() {
 #[test]
 fn two_thousand_concurrent_sessions_all_succeed_and_leave_nothing_behind() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    raise_fd_limit();
+    support::raise_fd_limit();
     let echo = backend::echo("127.0.0.1");
     let launcher = Launcher::inetd(&[echo.address.to_string()]);
     let fds_before = settled(&launcher);
@@ -107,36 +93,18 @@ fn two_thousand_concurrent_sessions_all_succeed_and_leave_nothing_behind() {
 fn one_gibibyte_each_way_at_once_arrives_intact() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     const LEN: u64 = 1 << 30;
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let backend = serve(
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        move |stream: TcpStream| {
-            stream.set_read_timeout(Some(WAIT)).unwrap();
-            let mut writer = stream.try_clone().unwrap();
-            let sender = thread::spawn(move || {
-                data::send(&mut writer, 22, LEN).unwrap();
-                writer.shutdown(Shutdown::Write).unwrap();
-            });
-            let result = data::receive(&mut &stream, 11, LEN);
-            sender.join().unwrap();
-            tx.lock().unwrap().send(result).unwrap();
-        },
-    );
+    let (backend, results) = data::exchanging_backend(LEN);
     let launcher = Launcher::inetd(&[backend.address.to_string()]);
-    let stream = launcher.connect();
-    let mut writer = stream.try_clone().unwrap();
-    let sender = thread::spawn(move || {
-        data::send(&mut writer, 11, LEN).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
     assert_eq!(
-        data::receive(&mut &stream, 22, LEN),
+        data::exchange(&launcher.connect(), 1, 2, LEN),
         Ok(()),
         "backend → client"
     );
-    sender.join().unwrap();
-    assert_eq!(rx.recv_timeout(WAIT).unwrap(), Ok(()), "client → backend");
+    assert_eq!(
+        results.recv_timeout(WAIT).unwrap(),
+        Ok(()),
+        "client → backend"
+    );
     let line = &launcher.sessions(1)[0];
     assert!(
         line.contains(&format!("to_backend={LEN} to_client={LEN}")),

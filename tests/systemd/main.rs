@@ -32,7 +32,7 @@ fn a(ip: &str) -> Record {
 }
 
 fn deploy() -> Deployment {
-    raise_fd_limit();
+    support::raise_fd_limit();
     let manager = Manager::boot("nameserver 127.0.0.1\noptions timeout:2 attempts:2\n", &[]);
     let (dns, backends) = manager.in_netns(|| {
         let dns = DnsServer::start_on("127.0.0.1:53".parse().unwrap());
@@ -116,19 +116,6 @@ impl HalfClose for TcpStream {
 impl HalfClose for UnixStream {
     fn close_write(&self) {
         self.shutdown(Shutdown::Write).unwrap();
-    }
-}
-
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write a struct we own.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
 }
 
@@ -236,13 +223,7 @@ fn a_failing_session_sends_no_log_text_to_the_client() {
     let deployment = deploy();
     deployment.dns.set("db.internal.example", &[]);
     let mut stream = deployment.postgres();
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got).unwrap();
-    assert!(
-        got.is_empty(),
-        "the client received {:?}",
-        String::from_utf8_lossy(&got)
-    );
+    support::assert_receives_nothing(&mut stream);
     wait_for("the failure in the journal", || {
         deployment
             .manager

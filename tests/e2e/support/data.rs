@@ -2,6 +2,12 @@
 //! compares every byte, so a loss, a duplicate or a reordering is caught at its offset.
 
 use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Mutex, mpsc};
+use std::thread;
+
+use super::WAIT;
+use super::backend::{self, serve};
 
 const BLOCK: usize = 64 * 1024;
 
@@ -63,4 +69,38 @@ pub fn receive(reader: &mut impl Read, seed: u64, len: u64) -> Result<(), String
         return Err(format!("{offset} of {len} bytes arrived"));
     }
     Ok(())
+}
+
+/// Sends `len` bytes of stream `send_seed` (then half-closes) while checking that exactly
+/// `len` bytes of stream `receive_seed` arrive: one end of a both-ways transfer.
+pub fn exchange(
+    stream: &TcpStream,
+    send_seed: u64,
+    receive_seed: u64,
+    len: u64,
+) -> Result<(), String> {
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        send(&mut writer, send_seed, len).and_then(|()| writer.shutdown(Shutdown::Write))
+    });
+    let received = receive(&mut &*stream, receive_seed, len);
+    let sent = sender
+        .join()
+        .unwrap()
+        .map_err(|e| format!("sending failed: {e}"));
+    received.and(sent)
+}
+
+/// A backend on 127.0.0.1 for `exchange`: it sends stream 2 and expects stream 1, and
+/// reports each connection's result on the returned channel.
+pub fn exchanging_backend(len: u64) -> (backend::Backend, mpsc::Receiver<Result<(), String>>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, move |stream: TcpStream| {
+        let result = exchange(&stream, 2, 1, len);
+        tx.lock().unwrap().send(result).unwrap();
+    });
+    (backend, rx)
 }

@@ -88,3 +88,32 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Reads a client's stream to its end and fails if anything came: a failed session must
+/// close the client's connection, never write an error into it.
+pub fn assert_receives_nothing(stream: &mut impl std::io::Read) {
+    let mut got = Vec::new();
+    stream
+        .read_to_end(&mut got)
+        .expect("read the client's stream to its end");
+    assert!(
+        got.is_empty(),
+        "the client received {:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// Lifts the soft limit on open descriptors to the hard one: load tests hold thousands of
+/// sockets, both ends in this process.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a struct we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
