@@ -17,35 +17,14 @@ use crate::support::{WAIT, rss_kib, wait_for};
 
 const MIB: u64 = 1024 * 1024;
 
-fn both_ways_at_once(style: Style) {
-    let len = 64 * MIB;
-    let (backend, results) = data::exchanging_backend(len);
-    let launcher = Launcher::start(style, "127.0.0.1", &[backend.address.to_string()], &[]);
-    assert_eq!(
-        data::exchange(&launcher.connect(), 1, 2, len),
-        Ok(()),
-        "backend → client"
-    );
-    assert_eq!(
-        results.recv_timeout(WAIT).unwrap(),
-        Ok(()),
-        "client → backend"
-    );
-    let line = &launcher.sessions(1)[0];
-    assert!(
-        line.contains(&format!("to_backend={len} to_client={len}")),
-        "{line}"
-    );
-}
-
 #[test]
 fn sixty_four_mib_each_way_at_once_arrive_intact_inetd() {
-    both_ways_at_once(Style::Inetd);
+    data::both_ways_through(Style::Inetd, 64 * MIB);
 }
 
 #[test]
 fn sixty_four_mib_each_way_at_once_arrive_intact_fd3() {
-    both_ways_at_once(Style::Systemd);
+    data::both_ways_through(Style::Systemd, 64 * MIB);
 }
 
 #[test]

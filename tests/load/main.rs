@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 use support::backend;
 use support::data;
-use support::launch::Launcher;
-use support::{WAIT, wait_for};
+use support::launch::{Launcher, Style};
+use support::wait_for;
 
 /// One load test at a time: each wants the whole machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -92,22 +92,5 @@ fn two_thousand_concurrent_sessions_all_succeed_and_leave_nothing_behind() {
 #[test]
 fn one_gibibyte_each_way_at_once_arrives_intact() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    const LEN: u64 = 1 << 30;
-    let (backend, results) = data::exchanging_backend(LEN);
-    let launcher = Launcher::inetd(&[backend.address.to_string()]);
-    assert_eq!(
-        data::exchange(&launcher.connect(), 1, 2, LEN),
-        Ok(()),
-        "backend → client"
-    );
-    assert_eq!(
-        results.recv_timeout(WAIT).unwrap(),
-        Ok(()),
-        "client → backend"
-    );
-    let line = &launcher.sessions(1)[0];
-    assert!(
-        line.contains(&format!("to_backend={LEN} to_client={LEN}")),
-        "{line}"
-    );
+    data::both_ways_through(Style::Inetd, 1 << 30);
 }

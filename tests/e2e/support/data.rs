@@ -8,6 +8,7 @@ use std::thread;
 
 use super::WAIT;
 use super::backend::{self, serve};
+use super::launch::{Launcher, Style};
 
 const BLOCK: usize = 64 * 1024;
 
@@ -103,4 +104,26 @@ pub fn exchanging_backend(len: u64) -> (backend::Backend, mpsc::Receiver<Result<
         tx.lock().unwrap().send(result).unwrap();
     });
     (backend, rx)
+}
+
+/// `len` random bytes each way at once through dynproxy started in `style`, checked byte for
+/// byte on both ends, and the session line's byte counts.
+pub fn both_ways_through(style: Style, len: u64) {
+    let (backend, results) = exchanging_backend(len);
+    let launcher = Launcher::start(style, "127.0.0.1", &[backend.address.to_string()], &[]);
+    assert_eq!(
+        exchange(&launcher.connect(), 1, 2, len),
+        Ok(()),
+        "backend → client"
+    );
+    assert_eq!(
+        results.recv_timeout(WAIT).unwrap(),
+        Ok(()),
+        "client → backend"
+    );
+    let line = &launcher.sessions(1)[0];
+    assert!(
+        line.contains(&format!("to_backend={len} to_client={len}")),
+        "{line}"
+    );
 }
