@@ -53,9 +53,15 @@ pub fn connect_tcp(
             let address = order[pending.len()];
             log.step(format_args!("connecting to {address}"));
             let token = Token(pending.len());
-            let attempt = start(&poll, address, token)
-                .inspect_err(|e| failures.push(failed(address, e, now)))
-                .ok();
+            let attempt = match start(&poll, address, token) {
+                Ok(attempt) => Some(attempt),
+                Err(e) => {
+                    let message = failed(address, &e, now);
+                    log.step(format_args!("{message}"));
+                    failures.push(message);
+                    None
+                }
+            };
             pending.push(attempt);
             next_start = now + ATTEMPT_DELAY;
             continue;
