@@ -296,7 +296,7 @@ def table(results, names):
     row("setup latency p99 (us)", lambda x: x["latency_us"]["p99"], ".0f")
     row("connections/s c=8", lambda x: x["rate_c8"]["p50"], ".0f")
     row("connections/s c=32", lambda x: x["rate_c32"]["p50"], ".0f")
-    row("proxy CPU per connection (us)", lambda x: x["cpu_us_per_connection"] if "cpu_us_per_connection" in x and x["cpu_us_per_connection"] else None, ".0f")
+    row("proxy CPU per connection (us)", lambda x: x.get("cpu_us_per_connection") or None, ".0f")
     row("client->backend (MiB/s)", lambda x: x["upload_mib_s"]["p50"], ".0f")
     row("backend->client (MiB/s)", lambda x: x["download_mib_s"]["p50"], ".0f")
     row("echo both ways (MiB/s each)", lambda x: x["echo_mib_s"]["p50"], ".0f")

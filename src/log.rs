@@ -6,6 +6,7 @@
 use std::env;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -144,6 +145,17 @@ pub enum Ending {
     /// A stop signal (SIGTERM, SIGINT, SIGHUP) arrived.
     Signal(i32),
     Failed(Error),
+}
+
+impl Ending {
+    /// 0 for every ending but a failure, whose status is its error's (see error.rs). A stop
+    /// signal is not a status: dynproxy dies of that signal once the line is logged.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Ending::Failed(error) => error.exit_code(),
+            _ => ExitCode::SUCCESS,
+        }
+    }
 }
 
 /// The one line every session logs when it ends.

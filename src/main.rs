@@ -24,7 +24,7 @@ use dynproxy::client::Client;
 use dynproxy::connect::{self, Backend};
 use dynproxy::error::Error;
 use dynproxy::log::{Ending, Log, LogMode, Summary};
-use dynproxy::relay::{Ended, Relay, Totals};
+use dynproxy::relay::{Relay, Totals};
 use dynproxy::resolve::{self, Family};
 use dynproxy::target::Target;
 use dynproxy::{proxy_header, sys};
@@ -56,10 +56,7 @@ fn main() -> ExitCode {
         client.stderr_is_client,
     );
     let (ending, totals, backend) = session(&args, &client, &mut log);
-    let status = match &ending {
-        Ending::Failed(error) => error.exit_code(),
-        _ => ExitCode::SUCCESS,
-    };
+    let status = ending.exit_code();
     let signal = if let Ending::Signal(signal) = ending {
         Some(signal)
     } else {
@@ -100,14 +97,7 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
         preface,
         idle_timeout: args.exit_idle_time,
     };
-    let (result, totals) = relay.run(log);
-    let ending = match result {
-        Ok(Ended::Closed) => Ending::Closed,
-        Ok(Ended::Idle) => Ending::Idle,
-        Ok(Ended::Reset(side)) => Ending::Reset(side),
-        Ok(Ended::Signal(signal)) => Ending::Signal(signal),
-        Err(error) => Ending::Failed(error),
-    };
+    let (ending, totals) = relay.run(log);
     (ending, totals, Some(backend.address))
 }
 

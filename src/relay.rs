@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::client::{End, Kind, Nonblocking};
 use crate::error::{Error, os_message};
-use crate::log::Log;
+use crate::log::{Ending, Log};
 use crate::sys;
 
 /// Memory buffer per direction when splice cannot be used.
@@ -32,15 +32,6 @@ const BIG_PIPE: usize = 1024 * 1024;
 /// Rounds of read+write one direction may take before the other gets a turn.
 const ROUNDS: usize = 16;
 const SIGNAL: Token = Token(1000);
-
-/// How a relay that did its job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    Closed,
-    Idle,
-    Reset(&'static str),
-    Signal(i32),
-}
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Totals {
@@ -369,7 +360,7 @@ pub struct Relay<'a> {
 }
 
 impl Relay<'_> {
-    pub fn run(self, log: &mut Log) -> (Result<Ended, Error>, Totals) {
+    pub fn run(self, log: &mut Log) -> (Ending, Totals) {
         let preface_len = self.preface.as_ref().map_or(0, Vec::len) as u64;
         let mut ports = vec![Port::new(self.client.input, "client")];
         if self.client.output.fd != self.client.input.fd {
@@ -382,12 +373,14 @@ impl Relay<'_> {
             Flow::new(0, backend, &ports),
             Flow::new(backend, client_out, &ports),
         ];
-        let result = self.run_loop(&mut ports, &mut flows, log);
+        let ending = self
+            .run_loop(&mut ports, &mut flows, log)
+            .unwrap_or_else(Ending::Failed);
         let totals = Totals {
             to_backend: flows[0].moved.saturating_sub(preface_len),
             to_client: flows[1].moved,
         };
-        (result, totals)
+        (ending, totals)
     }
 
     fn run_loop(
@@ -395,7 +388,7 @@ impl Relay<'_> {
         ports: &mut [Port],
         flows: &mut [Flow; 2],
         log: &mut Log,
-    ) -> Result<Ended, Error> {
+    ) -> Result<Ending, Error> {
         let io_error = |e: io::Error| Error::Io(format!("relay: {e}"));
         let (mut poll, signals) = watch(ports, flows).map_err(io_error)?;
         if let Some(preface) = &self.preface {
@@ -409,12 +402,12 @@ impl Relay<'_> {
                 Ok(more) => more,
                 Err(Stop::Reset(side)) => {
                     log.step(format_args!("the {side} reset the connection"));
-                    return Ok(Ended::Reset(side));
+                    return Ok(Ending::Reset(side));
                 }
                 Err(Stop::Failed(error)) => return Err(error),
             };
             if flows.iter().all(|f| f.finished) {
-                return Ok(Ended::Closed);
+                return Ok(Ending::Closed);
             }
             let now = Instant::now();
             if moved(flows) != moved_before {
@@ -424,7 +417,7 @@ impl Relay<'_> {
                 .idle_timeout
                 .map(|idle| (last_activity + idle).saturating_duration_since(now));
             if idle_left == Some(Duration::ZERO) {
-                return Ok(Ended::Idle);
+                return Ok(Ending::Idle);
             }
             let timeout = if more {
                 Some(Duration::ZERO)
@@ -437,7 +430,7 @@ impl Relay<'_> {
                 Err(e) => return Err(io_error(e)),
             }
             if let Some(signal) = note(&events, ports, &signals) {
-                return Ok(Ended::Signal(signal));
+                return Ok(Ending::Signal(signal));
             }
         }
     }

@@ -7,10 +7,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::WAIT;
 use crate::support::backend;
 use crate::support::dns::{Behaviour, DnsServer, Record};
-use crate::support::launch::{ByHand, pause, run};
-use crate::support::{WAIT, wait_exit};
+use crate::support::launch::{ByHand, pause, run, run_with_input};
 
 /// Runs a session against `dns` for `name` with a 1 s resolve timeout: (status, stderr).
 fn resolve_with(dns_arg: &str, name: &str) -> (Option<i32>, String) {
@@ -209,23 +209,18 @@ fn a_terminal_on_stdin_and_stdout_works() {
         tx.lock().unwrap().send(line).unwrap();
     });
     let command = format!("{} {}", crate::support::dynproxy(), backend.address);
-    let mut child = Command::new("script")
-        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // A line, then the terminal's end-of-file character (Ctrl-D).
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"typed at a terminal\n\x04")
-        .unwrap();
+    let out = run_with_input(
+        Command::new("script").args(["--quiet", "--return", "--command", &command, "/dev/null"]),
+        b"typed at a terminal\n\x04",
+    );
     let received = rx
         .recv_timeout(WAIT)
         .expect("the backend got the line and an end of stream");
     assert_eq!(received, b"typed at a terminal\n");
-    assert!(wait_exit(&mut child).success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -222,19 +222,24 @@ fn a_client_reset_ends_the_session_and_closes_the_backend() {
 
 #[test]
 fn sigterm_mid_session_logs_the_line_and_ends_both_sides() {
+    let (relaying_tx, relaying_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
-    let done_tx = std::sync::Mutex::new(done_tx);
+    let channels = std::sync::Mutex::new((relaying_tx, done_tx));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let backend = serve(listener, move |mut stream: TcpStream| {
+        // Bytes that crossed the proxy prove the session is in its relay, not still connecting.
+        let mut first = [0u8; 5];
+        stream.read_exact(&mut first).unwrap();
+        channels.lock().unwrap().0.send(()).unwrap();
         let mut sink = Vec::new();
         let _ = stream.read_to_end(&mut sink);
-        done_tx.lock().unwrap().send(sink.len()).unwrap();
+        channels.lock().unwrap().1.send(sink.len()).unwrap();
     });
     let (proxy, mut client) = ByHand::start(&[backend.address.to_string()]);
     client.write_all(b"12345").unwrap();
-    wait_for("the backend to accept", || {
-        (backend.accepted() == 1).then_some(())
-    });
+    relaying_rx
+        .recv_timeout(WAIT)
+        .expect("the first bytes reach the backend");
     // SAFETY: kill(2) sends SIGTERM to the dynproxy child we started.
     unsafe { libc::kill(proxy.child.id() as i32, libc::SIGTERM) };
     let mut rest = Vec::new();

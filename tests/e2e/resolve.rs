@@ -1,20 +1,13 @@
 //! Resolution: afresh for every session, A and AAAA, CNAMEs followed, failures mapped to
 //! the documented exit statuses — against a DNS server the test controls.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::process::{Command, Stdio};
 
-use crate::support::backend::{self, banner, serve};
+use crate::support::backend::{self, banner, read_banner, serve};
 use crate::support::dns::{Behaviour, DnsServer, Record};
-use crate::support::launch::{Launcher, run};
+use crate::support::launch::{Launcher, run, run_with_input};
 use crate::support::{TempDir, dynproxy, is_root};
-
-fn first_line(stream: &TcpStream) -> String {
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).unwrap();
-    line.trim_end().to_owned()
-}
 
 fn a(ip: &str) -> Record {
     Record::A(ip.parse().unwrap())
@@ -44,9 +37,9 @@ fn a_changed_answer_reaches_the_new_backend_on_the_next_session() {
     dns.set("app.test", &[a("127.0.0.2")]);
     let launcher = Launcher::inetd(&[dns.arg(), format!("app.test:{port}")]);
 
-    assert_eq!(first_line(&launcher.connect()), "old");
+    assert_eq!(read_banner(&mut launcher.connect()), "old");
     dns.set("app.test", &[a("127.0.0.3")]);
-    assert_eq!(first_line(&launcher.connect()), "new");
+    assert_eq!(read_banner(&mut launcher.connect()), "new");
     assert!(dns.queries() >= 2, "each session must ask DNS");
 }
 
@@ -78,7 +71,7 @@ fn reached_with(flag: &str) -> (String, (usize, usize)) {
     let dns = DnsServer::start();
     dns.set("dual.test", &[a("127.0.0.1"), aaaa("::1")]);
     let launcher = Launcher::inetd(&[dns.arg(), flag.into(), format!("dual.test:{port}")]);
-    let reached = first_line(&launcher.connect());
+    let reached = read_banner(&mut launcher.connect());
     (reached, (v4.accepted(), v6.accepted()))
 }
 
@@ -192,37 +185,25 @@ fn resolv_conf_servers_search_and_ndots_are_used() {
         "nameserver 127.53.0.1\nsearch internal.test\noptions ndots:1 timeout:2 attempts:1\n",
     )
     .unwrap();
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "sh",
-            "-c",
-            r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#,
-        ])
-        .arg(&conf)
-        .arg(dynproxy())
-        .arg(format!("app:{}", echo.address.port()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"via resolv.conf")
-        .unwrap();
-    let mut reply = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut reply)
-        .unwrap();
-    let status = crate::support::wait_exit(&mut child);
-    assert!(status.success());
-    assert_eq!(reply, "via resolv.conf");
+    let out = run_with_input(
+        Command::new("unshare")
+            .args([
+                "--mount",
+                "sh",
+                "-c",
+                r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#,
+            ])
+            .arg(&conf)
+            .arg(dynproxy())
+            .arg(format!("app:{}", echo.address.port())),
+        b"via resolv.conf",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"via resolv.conf");
     assert!(dns.queries() >= 1);
 }
 

@@ -15,7 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use manager::Manager;
-use support::backend::{Backend, banner, serve};
+use support::backend::{Backend, Conn, banner, read_banner, serve};
 use support::dns::{DnsServer, Record};
 use support::{WAIT, wait_for};
 
@@ -82,41 +82,13 @@ fn postgres_client() -> TcpStream {
 }
 
 /// Reads the backend's name, sends "ping", half-closes, reads the echo.
-fn exchange<S>(mut stream: S) -> (String, String)
-where
-    S: Read + Write + HalfClose,
-{
-    let name = banner_of(&mut stream);
+fn exchange(mut stream: impl Conn) -> (String, String) {
+    let name = read_banner(&mut stream);
     stream.write_all(b"ping").unwrap();
     stream.close_write();
     let mut echo = String::new();
     stream.read_to_string(&mut echo).unwrap();
     (name, echo)
-}
-
-fn banner_of(stream: &mut impl Read) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8];
-    while stream.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    String::from_utf8(line).unwrap()
-}
-
-trait HalfClose {
-    fn close_write(&self);
-}
-
-impl HalfClose for TcpStream {
-    fn close_write(&self) {
-        self.shutdown(Shutdown::Write).unwrap();
-    }
-}
-
-impl HalfClose for UnixStream {
-    fn close_write(&self) {
-        self.shutdown(Shutdown::Write).unwrap();
-    }
 }
 
 #[test]
@@ -185,7 +157,7 @@ fn a_thousand_concurrent_sessions_all_succeed() {
         .in_netns(|| (0..1000).map(|_| postgres_client()).collect());
     // Every banner read means that session's dynproxy is connected: all 1000 are alive at once.
     for stream in &mut streams {
-        assert_eq!(banner_of(stream), "db");
+        assert_eq!(read_banner(stream), "db");
     }
     let running = deployment.manager.systemctl(&[
         "list-units",
@@ -238,7 +210,7 @@ fn sessions_run_as_an_unprivileged_dynamic_user_and_still_resolve_and_connect() 
     let deployment = deploy();
     let mut held = deployment.postgres();
     assert_eq!(
-        banner_of(&mut held),
+        read_banner(&mut held),
         "db",
         "resolved and connected under the hardening"
     );

@@ -131,6 +131,17 @@ pub fn banner(name: &'static str) -> impl Fn(TcpStream) + Send + Sync + 'static 
     }
 }
 
+/// The name a `banner` backend says first, read byte by byte so that nothing after the
+/// newline is taken from the stream.
+pub fn read_banner(stream: &mut impl Read) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    while stream.read(&mut byte).expect("read the banner") == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).expect("a banner is text")
+}
+
 /// Listeners on the same free port of several loopback addresses, for a name whose
 /// answer lists them all (a target has one port).
 pub fn same_port(ips: &[&str]) -> Vec<TcpListener> {

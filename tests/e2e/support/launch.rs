@@ -3,7 +3,7 @@
 //! client socket on fds 0, 1 and 2 — as systemd's StandardInput=socket does it.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -237,13 +237,31 @@ impl Stdio3 {
 
 /// Runs dynproxy to completion with the given stdin, capturing stdout and stderr.
 pub fn run<S: AsRef<OsStr>>(args: &[S], stdin: Stdio) -> Output {
-    let mut child = Command::new(dynproxy())
+    let child = Command::new(dynproxy())
         .args(args)
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    collect(child)
+}
+
+/// Runs `command` (a wrapper around dynproxy: unshare, script) to completion with `input`
+/// on its stdin, then its end, capturing stdout and stderr.
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    collect(child)
+}
+
+/// Waits for the child (bounded) while reading its stdout and stderr to their ends.
+fn collect(mut child: Child) -> Output {
     let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let out = thread::spawn(move || read_all(stdout));
     let err = thread::spawn(move || read_all(stderr));
