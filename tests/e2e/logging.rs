@@ -160,3 +160,28 @@ fn syslog_line_names_a_tcp_client_under_standard_input_socket() {
     let client_address = client.local_addr().unwrap();
     assert!(line.contains(&format!("client={client_address}")), "{line}");
 }
+
+#[test]
+fn log_syslog_sends_lines_to_syslog_even_when_stderr_could_take_them() {
+    let echo = backend::echo("127.0.0.1");
+    let (mut proxy, mut client) =
+        Stdio3::unix_with_stderr_piped(&["--log=syslog", &echo.address.to_string()]);
+    client.write_all(b"x").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"x");
+    assert!(proxy.wait().success());
+    let mut stderr = String::new();
+    proxy
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.is_empty(), "{stderr}");
+    wait_for("the session line in syslog", || {
+        proxy.syslog().into_iter().find(|m| m.contains("session "))
+    });
+}

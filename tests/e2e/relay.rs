@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -284,4 +285,49 @@ fn an_io_error_toward_the_client_exits_74() {
         stderr.contains("writing to the client: No space left on device"),
         "{stderr}"
     );
+}
+
+/// The system calls dynproxy makes in a session between `stdin` and `stdout` and an echo
+/// backend, as strace sees them.
+fn traced(stdin: Stdio, stdout: Stdio) -> String {
+    let echo = backend::echo("127.0.0.1");
+    let dir = crate::support::TempDir::new();
+    let trace = dir.join("trace");
+    let mut child = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=splice,read,write", "-o"])
+        .arg(&trace)
+        .arg(crate::support::dynproxy())
+        .arg(echo.address.to_string())
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(crate::support::wait_exit(&mut child).success());
+    std::fs::read_to_string(trace).unwrap()
+}
+
+#[test]
+fn socket_to_socket_relays_with_splice() {
+    let (mut client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let server = std::os::fd::OwnedFd::from(server);
+    client.write_all(b"zero copy").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let trace = traced(server.try_clone().unwrap().into(), server.into());
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"zero copy");
+    assert!(trace.contains("splice("), "{trace}");
+}
+
+#[test]
+fn a_regular_file_is_relayed_with_read_and_write() {
+    // splice cannot be assumed between a regular file and a socket: the copy path is used.
+    let dir = crate::support::TempDir::new();
+    std::fs::write(dir.join("in"), b"from a file").unwrap();
+    let input = std::fs::File::open(dir.join("in")).unwrap();
+    let trace = traced(input.into(), Stdio::null());
+    assert!(!trace.contains("splice("), "{trace}");
+    assert!(trace.contains("read(0, \"from a file\""), "{trace}");
 }

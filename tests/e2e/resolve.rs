@@ -168,24 +168,18 @@ fn silent_dns_exits_75_after_the_resolve_timeout() {
     assert!(dns.queries() >= 1);
 }
 
-#[test]
-fn resolv_conf_servers_search_and_ndots_are_used() {
+/// dynproxy with `resolv_conf` as /etc/resolv.conf (a private mount namespace), `input` on
+/// stdin. resolv.conf has no port, so its servers sit on port 53 of loopback addresses of
+/// their own (127.53.0.x).
+fn with_resolv_conf(resolv_conf: &str, target: &str, input: &[u8]) -> std::process::Output {
     assert!(
         is_root(),
         "this test needs root: a mount namespace and port 53"
     );
-    // resolv.conf has no port: the server sits on port 53 of a loopback address of its own.
-    let dns = DnsServer::start_on("127.53.0.1:53".parse().unwrap());
-    let echo = backend::echo("127.0.0.1");
-    dns.set("app.internal.test", &[a("127.0.0.1")]);
     let dir = TempDir::new();
     let conf = dir.join("resolv.conf");
-    std::fs::write(
-        &conf,
-        "nameserver 127.53.0.1\nsearch internal.test\noptions ndots:1 timeout:2 attempts:1\n",
-    )
-    .unwrap();
-    let out = run_with_input(
+    std::fs::write(&conf, resolv_conf).unwrap();
+    run_with_input(
         Command::new("unshare")
             .args([
                 "--mount",
@@ -195,7 +189,19 @@ fn resolv_conf_servers_search_and_ndots_are_used() {
             ])
             .arg(&conf)
             .arg(dynproxy())
-            .arg(format!("app:{}", echo.address.port())),
+            .arg(target),
+        input,
+    )
+}
+
+#[test]
+fn resolv_conf_servers_search_and_ndots_are_used() {
+    let dns = DnsServer::start_on("127.53.0.1:53".parse().unwrap());
+    let echo = backend::echo("127.0.0.1");
+    dns.set("app.internal.test", &[a("127.0.0.1")]);
+    let out = with_resolv_conf(
+        "nameserver 127.53.0.1\nsearch internal.test\noptions ndots:1 timeout:2 attempts:1\n",
+        &format!("app:{}", echo.address.port()),
         b"via resolv.conf",
     );
     assert!(
@@ -205,6 +211,46 @@ fn resolv_conf_servers_search_and_ndots_are_used() {
     );
     assert_eq!(out.stdout, b"via resolv.conf");
     assert!(dns.queries() >= 1);
+}
+
+#[test]
+fn resolv_conf_timeout_times_attempts_bounds_the_wait() {
+    let dns = DnsServer::start_on("127.53.0.2:53".parse().unwrap());
+    dns.behave(Behaviour::Silent);
+    let out = with_resolv_conf(
+        "nameserver 127.53.0.2\noptions timeout:1 attempts:2\n",
+        "app.test:80",
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("no answer for app.test within 2.0s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_nameserver_answers_when_the_first_is_silent() {
+    let silent = DnsServer::start();
+    silent.behave(Behaviour::Silent);
+    let good = DnsServer::start();
+    good.set("app.test", &[a("127.0.0.1")]);
+    let echo = backend::echo("127.0.0.1");
+    let args = [
+        silent.arg(),
+        good.arg(),
+        "--resolve-timeout=20".into(),
+        format!("app.test:{}", echo.address.port()),
+    ];
+    let out = run(&args, std::process::Stdio::null());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(echo.accepted(), 1);
 }
 
 #[test]

@@ -190,7 +190,21 @@ impl Stdio3 {
         (Stdio3::start(server.into(), args), client)
     }
 
+    /// Like `unix`, but stderr is a pipe the test holds (`child.stderr`), not the client.
+    pub fn unix_with_stderr_piped<S: AsRef<OsStr>>(args: &[S]) -> (Stdio3, UnixStream) {
+        let (client, server) = UnixStream::pair().unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        let server = OwnedFd::from(server);
+        let stdio = [server.try_clone().unwrap(), server];
+        (Stdio3::spawn(stdio, Stdio::piped(), args), client)
+    }
+
     fn start<S: AsRef<OsStr>>(socket: OwnedFd, args: &[S]) -> Stdio3 {
+        let stdio = [socket.try_clone().unwrap(), socket.try_clone().unwrap()];
+        Stdio3::spawn(stdio, Stdio::from(socket), args)
+    }
+
+    fn spawn<S: AsRef<OsStr>>([stdin, stdout]: [OwnedFd; 2], stderr: Stdio, args: &[S]) -> Stdio3 {
         assert!(
             super::is_root(),
             "this test needs root, for a private mount namespace"
@@ -208,9 +222,9 @@ impl Stdio3 {
             .arg(dir.path())
             .arg(dynproxy())
             .args(args)
-            .stdin(Stdio::from(socket.try_clone().unwrap()))
-            .stdout(Stdio::from(socket.try_clone().unwrap()))
-            .stderr(Stdio::from(socket))
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(stdout))
+            .stderr(stderr)
             .spawn()
             .unwrap();
         Stdio3 {
