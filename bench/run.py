@@ -29,6 +29,7 @@ PROXYD = "/lib/systemd/systemd-socket-proxyd"
 BACKEND = "127.0.0.1:9000"
 GIB = 1 << 30
 MIB = 1 << 20
+ALL_PARTS = "latency,rate,throughput,memory,many"
 
 
 class Contender:
@@ -254,21 +255,29 @@ def targets(r):
     """The benchmark issue's targets, each (description, value, limit, passed)."""
     mem = lambda n: r[n]["memory_kib_per_session"]["total"]
     rows = [
-        ("setup latency p50 / socat-inetd", ratio(r, "latency_us", "dynproxy", "socat-inetd"), "<= 0.35"),
-        ("connections/s c=8 / socat-inetd", ratio(r, "rate_c8", "dynproxy", "socat-inetd"), ">= 3"),
+        ("setup latency p50 / socat-inetd", lambda: ratio(r, "latency_us", "dynproxy", "socat-inetd"), "<= 0.35"),
+        ("connections/s c=8 / socat-inetd", lambda: ratio(r, "rate_c8", "dynproxy", "socat-inetd"), ">= 3"),
         ("CPU per connection / socat-inetd",
-         r["dynproxy"]["cpu_us_per_connection"] / r["socat-inetd"]["cpu_us_per_connection"], "<= 0.35"),
+         lambda: r["dynproxy"]["cpu_us_per_connection"] / r["socat-inetd"]["cpu_us_per_connection"], "<= 0.35"),
     ]
     for kind in ("upload", "download", "echo"):
-        rows.append((f"{kind} throughput / direct", ratio(r, f"{kind}_mib_s", "dynproxy", "direct"), ">= 0.6"))
+        rows.append((f"{kind} throughput / direct",
+                     lambda kind=kind: ratio(r, f"{kind}_mib_s", "dynproxy", "direct"), ">= 0.6"))
         rows.append((f"{kind} throughput / socket-proxyd",
-                     ratio(r, f"{kind}_mib_s", "dynproxy", "socket-proxyd"), ">= 1.2"))
-    rows.append(("relay CPU per GiB / socket-proxyd", ratio(r, "cpu_s_per_gib", "dynproxy", "socket-proxyd"),
-                 "<= 0.8"))
-    rows.append(("memory per held session / socat-inetd", mem("dynproxy") / mem("socat-inetd"), "<= 0.3"))
-    many = r["dynproxy"].get("concurrent_sessions")
+                     lambda kind=kind: ratio(r, f"{kind}_mib_s", "dynproxy", "socket-proxyd"), ">= 1.2"))
+    rows.append(("relay CPU per GiB / socket-proxyd",
+                 lambda: ratio(r, "cpu_s_per_gib", "dynproxy", "socket-proxyd"), "<= 0.8"))
+    rows.append(("memory per held session / socat-inetd", lambda: mem("dynproxy") / mem("socat-inetd"), "<= 0.3"))
+    many = r.get("dynproxy", {}).get("concurrent_sessions")
     if many:
-        rows.append((f"{many['asked']} concurrent sessions held", many["held"], f">= {many['asked']}"))
+        rows.append((f"{many['asked']} concurrent sessions held", lambda: many["held"], f">= {many['asked']}"))
+    computed = []
+    for text, value, limit in rows:
+        try:  # a partial run (--only, --parts) checks what it measured
+            computed.append((text, value(), limit))
+        except KeyError:
+            pass
+    rows = computed
     checked = []
     for text, value, limit in rows:
         op, bound = limit.split()
@@ -366,7 +375,12 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench/out"), help="where results go")
     parser.add_argument("--plot", default=None, help="PNG path (default: OUT/bench.png)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated contenders to run (default: all); for profiling")
+    parser.add_argument("--parts", default=ALL_PARTS,
+                        help="comma-separated measurements to run (default: all)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     quick = args.quick
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="dynbench-")
@@ -379,6 +393,8 @@ def main():
     subprocess.run(["mount", "--bind", resolv, os.path.realpath("/etc/resolv.conf")], check=True)
 
     cs = contenders()
+    if args.only:
+        cs = [c for c in cs if c.name in args.only.split(",")]
     names = [c.name for c in cs]
     dns_log = os.path.join(work, "dnsmasq.log")
     records = [f"--host-record={c.dns_name},127.0.0.1" for c in cs if c.dns_name]
@@ -401,21 +417,26 @@ def main():
         results = {n: {} for n in names}
         rounds = 3 if quick else 6
         per_round = 20 if quick else 60
-        print(f"bench: setup latency, {rounds} rounds x {per_round} connections each", file=sys.stderr)
-        measure_latency(cs, rounds, per_round, results)
-        queries = dns_queries(dns_log, cs, rounds * per_round)
-        for concurrency in (8, 32):
+        queries = {}
+        if "latency" in parts:
+            print(f"bench: setup latency, {rounds} rounds x {per_round} connections each", file=sys.stderr)
+            measure_latency(cs, rounds, per_round, results)
+            queries = dns_queries(dns_log, cs, rounds * per_round)
+        for concurrency in (8, 32) if "rate" in parts else ():
             print(f"bench: connections/s at concurrency {concurrency}", file=sys.stderr)
             measure_rate(cs, concurrency, 1 if quick else 2, 1 if quick else 3, results)
         size = 64 * MIB if quick else GIB
-        print(f"bench: throughput, {size // MIB} MiB per transfer", file=sys.stderr)
-        measure_throughput(cs, size, 1 if quick else 3, results)
+        if "throughput" in parts:
+            print(f"bench: throughput, {size // MIB} MiB per transfer", file=sys.stderr)
+            measure_throughput(cs, size, 1 if quick else 3, results)
         sessions = 200
-        print(f"bench: memory with {sessions} sessions held", file=sys.stderr)
-        measure_memory(cs, sessions, results)
+        if "memory" in parts:
+            print(f"bench: memory with {sessions} sessions held", file=sys.stderr)
+            measure_memory(cs, sessions, results)
         many = 500 if quick else 2000
-        print(f"bench: {many} concurrent dynproxy sessions", file=sys.stderr)
-        measure_many(next(c for c in cs if c.name == "dynproxy"), many, results)
+        if "many" in parts and "dynproxy" in names:
+            print(f"bench: {many} concurrent dynproxy sessions", file=sys.stderr)
+            measure_many(next(c for c in cs if c.name == "dynproxy"), many, results)
     finally:
         for c in cs:
             c.stop()
@@ -440,7 +461,8 @@ def main():
     print()
     for t in checked:
         print(f"{'PASS' if t['passed'] else 'FAIL'}  {t['target']:45} {t['value']:>10}  (target {t['limit']})")
-    plot(results, names, checked, args.plot or os.path.join(args.out, "bench.png"))
+    if not args.only and parts == set(ALL_PARTS.split(",")):
+        plot(results, names, checked, args.plot or os.path.join(args.out, "bench.png"))
     for n, q in queries.items():
         assert q >= 0.99, f"{n} did not ask DNS for every connection ({q:.2f} lookups per connection)"
 

@@ -13,6 +13,7 @@
     )
 )]
 
+pub mod alloc;
 pub mod cli;
 pub mod client;
 pub mod connect;

@@ -29,6 +29,10 @@ use dynproxy::resolve::{self, Family};
 use dynproxy::target::Target;
 use dynproxy::{proxy_header, sys};
 
+/// A session's start-up allocations cost an add each, not a trip through musl's mmap/munmap.
+#[global_allocator]
+static ALLOCATOR: dynproxy::alloc::Arena = dynproxy::alloc::Arena::new();
+
 fn main() -> ExitCode {
     let started = Instant::now();
     // The client first: until we know whether fd 2 is the client, nothing may be logged.
@@ -83,6 +87,8 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
         Ok(backend) => backend,
         Err(error) => return (Ending::Failed(error), Totals::default(), None),
     };
+    // Resolution is over: what it allocated and freed need not stay resident while we relay.
+    ALLOCATOR.trim();
     let preface = args
         .proxy_protocol
         .map(|version| proxy_header::encode(version, client.addresses()));

@@ -1,6 +1,7 @@
 //! Thin, safe wrappers around the few libc calls the standard library does not offer.
 //!
-//! Every `unsafe` block of the program lives here, one small block per call. The
+//! Every `unsafe` block of the program lives here, one small block per call (the allocator,
+//! src/alloc.rs, has the only others: implementing `GlobalAlloc` is unsafe by definition). The
 //! descriptors passed in are raw because most of them are inherited (0, 1, 3) and are never
 //! closed by this program; the ones it creates are `OwnedFd`s held by their stage.
 
@@ -262,4 +263,20 @@ pub fn die_by_signal(signal: i32) -> ! {
         libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         libc::_exit(128 + signal)
     }
+}
+
+/// Fresh private memory of `len` bytes, read-write, zero-filled as each page is first touched.
+pub fn map_anonymous(len: usize) -> Option<*mut u8> {
+    let protection = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // SAFETY: a new anonymous mapping placed by the kernel overlaps nothing of ours.
+    let memory = unsafe { libc::mmap(std::ptr::null_mut(), len, protection, flags, -1, 0) };
+    (memory != libc::MAP_FAILED).then_some(memory.cast())
+}
+
+/// Gives the kernel back the pages of `len` bytes at `memory` (page aligned, inside a mapping
+/// of `map_anonymous`); they read as zeros when next touched. False if the kernel refused.
+pub fn discard(memory: *mut u8, len: usize) -> bool {
+    // SAFETY: the caller passes whole pages of its own mapping that no live value occupies.
+    unsafe { libc::madvise(memory.cast(), len, libc::MADV_DONTNEED) == 0 }
 }
