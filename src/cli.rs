@@ -29,6 +29,8 @@ Examples:
 Exit status: 0 relayed, 64 usage, 68 no such name or address, 69 no address accepted the
 connection, 74 I/O error, 75 DNS failing for now.";
 
+const CONNECT_TIMEOUT: &str = "10";
+
 /// Relay one connection to a backend whose address is looked up afresh for it.
 ///
 /// dynproxy serves exactly one client connection: the one systemd passes on fd 3
@@ -36,7 +38,7 @@ connection, 74 I/O error, 75 DNS failing for now.";
 /// shell). It resolves TARGET, connects to the first address that answers (all addresses are
 /// tried, IPv6 and IPv4 interleaved), relays both directions until both are finished, logs one
 /// line and exits.
-#[derive(Debug, Parser)]
+#[derive(Debug, PartialEq, Parser)]
 #[command(name = "dynproxy", version, after_help = EXAMPLES)]
 pub struct Args {
     /// HOST:PORT, IPV4:PORT, [IPV6]:PORT, /path/to/unix.sock or @abstract-name
@@ -52,7 +54,7 @@ pub struct Args {
     pub resolve_timeout: Option<Duration>,
 
     /// Give up connecting (all addresses together) after SECS
-    #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "10")]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = CONNECT_TIMEOUT)]
     pub connect_timeout: Duration,
 
     /// End the session after SECS without a byte in either direction
@@ -106,6 +108,35 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    match just_a_target(&args) {
+        Some(args) => Parsed::Run(Box::new(args)),
+        None => parse_with_clap(args),
+    }
+}
+
+/// The command line of nearly every unit, `dynproxy HOST:PORT`, without clap: building
+/// clap's whole command costs a session about 50 µs, 6% of its CPU (README, "Benchmark").
+/// Anything else, including a target that does not parse, is clap's to read and explain; a
+/// property test holds both ways to the same result.
+fn just_a_target(args: &[std::ffi::OsString]) -> Option<Args> {
+    let [_, target] = args else { return None };
+    let target = target.to_str().filter(|t| !t.starts_with('-'))?;
+    Some(Args {
+        target: Target::parse(target).ok()?,
+        nameservers: Vec::new(),
+        resolve_timeout: None,
+        connect_timeout: parse_seconds(CONNECT_TIMEOUT).ok()?,
+        exit_idle_time: None,
+        ipv4_only: false,
+        ipv6_only: false,
+        proxy_protocol: None,
+        log: LogMode::Auto,
+        verbose: false,
+    })
+}
+
+fn parse_with_clap(args: Vec<std::ffi::OsString>) -> Parsed {
     match Args::try_parse_from(args) {
         Ok(args) => Parsed::Run(Box::new(args)),
         Err(e) => match e.kind() {
@@ -135,4 +166,56 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         return Err("expected a number of seconds greater than 0".into());
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn clap_only(target: &str) -> Option<Args> {
+        match parse_with_clap(vec!["dynproxy".into(), target.into()]) {
+            Parsed::Run(args) => Some(*args),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_lone_target_is_read_without_clap_as_clap_reads_it() {
+        for target in [
+            "db.example:5432",
+            "127.0.0.1:9000",
+            "[::1]:80",
+            "/run/php.sock",
+            "@backend",
+        ] {
+            let fast = just_a_target(&["dynproxy".into(), target.into()]);
+            assert!(fast.is_some(), "{target}");
+            assert_eq!(fast, clap_only(target), "{target}");
+        }
+    }
+
+    #[test]
+    fn options_and_bad_targets_are_left_to_clap() {
+        for args in [
+            &["dynproxy", "-v"][..],
+            &["dynproxy", "--help"],
+            &["dynproxy", "no-port"],
+            &["dynproxy", "-4", "a:1"],
+            &["dynproxy"],
+            &["dynproxy", "a:1", "b:2"],
+        ] {
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            assert_eq!(just_a_target(&args), None, "{args:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_path_agrees_with_clap(target in "[-@/\\[\\]:.a-z0-9]{0,12}|\\PC{0,12}") {
+            if let Some(fast) = just_a_target(&["dynproxy".into(), target.as_str().into()]) {
+                prop_assert_eq!(Some(fast), clap_only(&target));
+            }
+        }
+    }
 }
