@@ -87,8 +87,6 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
         Ok(backend) => backend,
         Err(error) => return (Ending::Failed(error), Totals::default(), None),
     };
-    // Resolution is over: what it allocated and freed need not stay resident while we relay.
-    ALLOCATOR.trim();
     let preface = args
         .proxy_protocol
         .map(|version| proxy_header::encode(version, client.addresses()));

@@ -274,9 +274,8 @@ pub fn map_anonymous(len: usize) -> Option<*mut u8> {
     (memory != libc::MAP_FAILED).then_some(memory.cast())
 }
 
-/// Gives the kernel back the pages of `len` bytes at `memory` (page aligned, inside a mapping
-/// of `map_anonymous`); they read as zeros when next touched. False if the kernel refused.
-pub fn discard(memory: *mut u8, len: usize) -> bool {
-    // SAFETY: the caller passes whole pages of its own mapping that no live value occupies.
-    unsafe { libc::madvise(memory.cast(), len, libc::MADV_DONTNEED) == 0 }
+/// Returns a mapping made by `map_anonymous` that nothing uses.
+pub fn unmap(memory: *mut u8, len: usize) {
+    // SAFETY: the caller passes a whole mapping of its own that no reference points into.
+    unsafe { libc::munmap(memory.cast(), len) };
 }
