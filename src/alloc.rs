@@ -75,9 +75,11 @@ impl Arena {
             if end > ARENA_SIZE {
                 return None;
             }
+            // Acquire pairs with `release`: whoever freed these bytes last is done with them
+            // before we hand them out again.
             match self
                 .used
-                .compare_exchange_weak(used, end, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(used, end, Ordering::Acquire, Ordering::Relaxed)
             {
                 Ok(_) => return Some(base.wrapping_add(start)),
                 Err(now) => used = now,
@@ -89,7 +91,7 @@ impl Arena {
     fn release(&self, offset: usize, size: usize) {
         let _ =
             self.used
-                .compare_exchange(offset + size, offset, Ordering::Relaxed, Ordering::Relaxed);
+                .compare_exchange(offset + size, offset, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Where `ptr` lies in the arena, if it does.
