@@ -251,7 +251,7 @@ def ratio(results, metric, a, b, key="p50"):
     return results[a][metric][key] / results[b][metric][key]
 
 
-def targets(r):
+def targets(r, partial=False):
     """The benchmark issue's targets, each (description, value, limit, passed)."""
     mem = lambda n: r[n]["memory_kib_per_session"]["total"]
     rows = [
@@ -276,7 +276,8 @@ def targets(r):
         try:  # a partial run (--only, --parts) checks what it measured
             computed.append((text, value(), limit))
         except KeyError:
-            pass
+            if not partial:
+                raise
     rows = computed
     checked = []
     for text, value, limit in rows:
@@ -381,6 +382,13 @@ def main():
                         help="comma-separated measurements to run (default: all)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    known = {c.name for c in contenders()}
+    only = set(args.only.split(",")) if args.only else known
+    for unknown, kind, choices in ((only - known, "contender", known),
+                                   (parts - set(ALL_PARTS.split(",")), "part", ALL_PARTS.split(","))):
+        if unknown:
+            parser.error(f"unknown {kind} {', '.join(sorted(unknown))} (choose from {', '.join(sorted(choices))})")
+    partial = only != known or parts != set(ALL_PARTS.split(","))
     quick = args.quick
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="dynbench-")
@@ -394,7 +402,7 @@ def main():
 
     cs = contenders()
     if args.only:
-        cs = [c for c in cs if c.name in args.only.split(",")]
+        cs = [c for c in cs if c.name in only]
     names = [c.name for c in cs]
     dns_log = os.path.join(work, "dnsmasq.log")
     records = [f"--host-record={c.dns_name},127.0.0.1" for c in cs if c.dns_name]
@@ -446,22 +454,29 @@ def main():
         if sys.exc_info()[0] is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    checked = targets(results)
-    report = {"machine": machine(), "quick": quick, "results": results,
-              "dns_lookups_per_connection": queries, "targets": checked}
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    checked = targets(results, partial)
     text = table(results, names)
-    with open(os.path.join(args.out, "table.txt"), "w") as f:
-        f.write(text + "\n")
+    if partial:
+        # A partial run is for tuning: it prints, and leaves the last full run's files alone.
+        print("(a partial run: nothing written to " + args.out + ")")
+    else:
+        report = {"machine": machine(), "quick": quick, "results": results,
+                  "dns_lookups_per_connection": queries, "targets": checked}
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        with open(os.path.join(args.out, "table.txt"), "w") as f:
+            f.write(text + "\n")
     print(text)
     print()
-    print("DNS lookups (A queries) per connection, from dnsmasq's log: " +
-          ", ".join(f"{n} {q:.2f}" for n, q in queries.items()))
+    if queries:
+        print("DNS lookups (A queries) per connection, from dnsmasq's log: " +
+              ", ".join(f"{n} {q:.2f}" for n, q in queries.items()))
+    else:
+        print("DNS lookups per connection: not checked (they are counted during the latency part)")
     print()
     for t in checked:
         print(f"{'PASS' if t['passed'] else 'FAIL'}  {t['target']:45} {t['value']:>10}  (target {t['limit']})")
-    if not args.only and parts == set(ALL_PARTS.split(",")):
+    if not partial:
         plot(results, names, checked, args.plot or os.path.join(args.out, "bench.png"))
     for n, q in queries.items():
         assert q >= 0.99, f"{n} did not ask DNS for every connection ({q:.2f} lookups per connection)"

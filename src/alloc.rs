@@ -16,7 +16,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// A session that resolved a name and is relaying has touched 68 KiB of the arena (measured
 /// with hickory-resolver 0.26); it holds that more than three times over. Pages never touched
@@ -28,15 +28,28 @@ const PAGE: usize = 4096;
 
 pub struct Arena {
     base: AtomicPtr<u8>,
-    /// Where the unused end of the arena begins.
+    /// mmap refused: malloc serves everything, without asking the kernel again each time.
+    unavailable: AtomicBool,
+    /// Where the unused end of the arena begins; every live block ends at or before it.
     used: AtomicUsize,
+    /// Bytes from here on have never been handed out: they are still the kernel's zeros.
+    untouched: AtomicUsize,
+}
+
+/// A block carved off the arena.
+struct Block {
+    ptr: *mut u8,
+    /// Never handed out before, so all zeros.
+    fresh: bool,
 }
 
 impl Arena {
     pub const fn new() -> Self {
         Arena {
             base: AtomicPtr::new(ptr::null_mut()),
+            unavailable: AtomicBool::new(false),
             used: AtomicUsize::new(0),
+            untouched: AtomicUsize::new(0),
         }
     }
 
@@ -46,7 +59,15 @@ impl Arena {
         if !base.is_null() {
             return Some(base);
         }
-        let fresh = crate::sys::map_anonymous(ARENA_SIZE)?;
+        if self.unavailable.load(Ordering::Relaxed) {
+            return None;
+        }
+        let Some(fresh) = crate::sys::map_anonymous(ARENA_SIZE) else {
+            self.unavailable.store(true, Ordering::Relaxed);
+            return None;
+        };
+        // Should another thread have mapped one first, ours is left as it is: its pages were
+        // never touched, so it costs address space only.
         match self.base.compare_exchange(
             ptr::null_mut(),
             fresh,
@@ -54,16 +75,12 @@ impl Arena {
             Ordering::Acquire,
         ) {
             Ok(_) => Some(fresh),
-            Err(winner) => {
-                // Another thread mapped one first; nothing points into ours.
-                crate::sys::unmap(fresh, ARENA_SIZE);
-                Some(winner)
-            }
+            Err(winner) => Some(winner),
         }
     }
 
     /// Carves `layout` off the arena's unused end, if it fits.
-    fn bump(&self, layout: Layout) -> Option<*mut u8> {
+    fn bump(&self, layout: Layout) -> Option<Block> {
         if layout.align() > PAGE {
             return None;
         }
@@ -81,7 +98,13 @@ impl Arena {
                 .used
                 .compare_exchange_weak(used, end, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => return Some(base.wrapping_add(start)),
+                Ok(_) => {
+                    let untouched = self.untouched.fetch_max(end, Ordering::Relaxed);
+                    return Some(Block {
+                        ptr: base.wrapping_add(start),
+                        fresh: start >= untouched,
+                    });
+                }
                 Err(now) => used = now,
             }
         }
@@ -108,17 +131,36 @@ impl Default for Arena {
     }
 }
 
-// SAFETY: `bump` hands out each byte range of the arena to one caller only (the end moves by
-// compare-and-swap), inside the mapping and aligned as `layout` asks; `release` only moves the
-// end back over the block being freed, which its owner no longer uses. Everything else is the
-// system allocator's, called with our caller's contract.
+// SAFETY: a block is carved from `used` onward and `used` then moves past it by
+// compare-and-swap, so no two callers get the same bytes; `release` moves `used` back only
+// over a block that ends exactly at `used` — the last one handed out, which its owner has
+// just freed — so every live block still ends at or before `used`. Blocks lie inside the
+// mapping, which is never unmapped (so no malloc block can ever lie inside it), aligned as
+// `layout` asks (the base is page aligned; larger alignments go to malloc). A zeroed block
+// comes from the arena only if its bytes were never handed out, and are still the kernel's
+// zeros. Everything else is the system allocator's, called with our caller's contract.
 unsafe impl GlobalAlloc for Arena {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.bump(layout) {
-            Some(block) => block,
+            Some(block) => block.ptr,
             // SAFETY: malloc, with the caller's guarantees (a non-zero size) unchanged.
             None => unsafe { System.alloc(layout) },
         }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match self.bump(layout) {
+            Some(block) if block.fresh => return block.ptr,
+            Some(block) => {
+                // Reused bytes would need clearing: calloc does that, and often for free.
+                if let Some(offset) = self.offset(block.ptr) {
+                    self.release(offset, layout.size());
+                }
+            }
+            None => {}
+        }
+        // SAFETY: calloc, with the caller's guarantees (a non-zero size) unchanged.
+        unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
@@ -134,6 +176,7 @@ unsafe impl GlobalAlloc for Arena {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     fn layout(size: usize, align: usize) -> Layout {
         Layout::from_size_align(size, align).unwrap()
@@ -143,7 +186,7 @@ mod tests {
     fn place(arena: &Arena, size: usize, align: usize) -> Option<usize> {
         arena
             .bump(layout(size, align))
-            .map(|block| arena.offset(block).unwrap())
+            .map(|block| arena.offset(block.ptr).unwrap())
     }
 
     #[test]
@@ -152,7 +195,8 @@ mod tests {
         assert_eq!(place(&arena, 3, 1), Some(0));
         assert_eq!(place(&arena, 8, 8), Some(8));
         assert_eq!(place(&arena, 100, 64), Some(64));
-        assert_eq!(arena.used.load(Ordering::Relaxed), 164);
+        assert_eq!(place(&arena, 1, PAGE), Some(PAGE));
+        assert_eq!(arena.used.load(Ordering::Relaxed), PAGE + 1);
     }
 
     #[test]
@@ -172,17 +216,22 @@ mod tests {
     }
 
     #[test]
-    fn a_full_arena_refuses_and_malloc_takes_over() {
+    fn a_full_arena_refuses_what_does_not_fit() {
         let arena = Arena::new();
         assert!(place(&arena, ARENA_SIZE - 16, 16).is_some());
         assert!(place(&arena, 32, 16).is_none());
         assert!(place(&arena, 16, 16).is_some(), "the exact rest still fits");
         assert!(place(&arena, 1, 1).is_none());
-        assert!(
-            place(&Arena::new(), 64, 2 * PAGE).is_none(),
-            "over-page alignment"
-        );
-        // Through GlobalAlloc: a block the arena refused is malloc's, and goes back to it.
+    }
+
+    #[test]
+    fn alignments_over_a_page_are_left_to_malloc() {
+        assert!(place(&Arena::new(), 64, 2 * PAGE).is_none());
+    }
+
+    #[test]
+    fn blocks_the_arena_refuses_come_from_malloc_and_go_back_to_it() {
+        let arena = Arena::new();
         let big = layout(ARENA_SIZE + 1, 8);
         // SAFETY: a non-zero layout, freed once with the same layout.
         let block = unsafe { arena.alloc(big) };
@@ -191,12 +240,74 @@ mod tests {
         unsafe { arena.dealloc(block, big) };
     }
 
+    #[test]
+    fn zeroed_blocks_come_from_the_arena_only_where_it_was_never_used() {
+        let arena = Arena::new();
+        let first = place(&arena, 100, 8).unwrap();
+        arena.release(first, 100);
+        let small = layout(50, 8);
+        // SAFETY: non-zero layouts, each freed once with its own layout.
+        let reused = unsafe { arena.alloc_zeroed(small) };
+        assert!(
+            arena.offset(reused).is_none(),
+            "bytes 0..50 were used: calloc's"
+        );
+        assert_eq!(
+            arena.used.load(Ordering::Relaxed),
+            0,
+            "and the arena took them back"
+        );
+        let _ = place(&arena, 100, 8);
+        // SAFETY: as above.
+        let fresh = unsafe { arena.alloc_zeroed(small) };
+        assert_eq!(
+            arena.offset(fresh),
+            Some(104),
+            "never used: the arena's own zeros"
+        );
+        // SAFETY: as above.
+        unsafe { arena.dealloc(reused, small) };
+    }
+
+    #[test]
+    fn threads_never_get_overlapping_blocks() {
+        let arena = Arc::new(Arena::new());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let arena = Arc::clone(&arena);
+                std::thread::spawn(move || {
+                    let mut live = Vec::new();
+                    for i in 0..2000 {
+                        let size = 1 + (i * 7 + t * 13) % 200;
+                        if i % 3 == 2 {
+                            if let Some((offset, size)) = live.pop() {
+                                arena.release(offset, size);
+                            }
+                        } else if let Some(offset) = place(&arena, size, 8) {
+                            live.push((offset, size));
+                        }
+                    }
+                    live
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, usize)> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort();
+        assert!(all.len() > 100, "the arena served the threads");
+        for pair in all.windows(2) {
+            assert!(pair[0].0 + pair[0].1 <= pair[1].0, "overlap: {pair:?}");
+        }
+    }
+
     proptest! {
         /// Any sequence of allocations and frees: live blocks never overlap, are aligned and
         /// lie in the arena.
         #[test]
         fn live_blocks_never_overlap(
-            steps in proptest::collection::vec((1usize..9000, 0u32..7, any::<bool>(), any::<prop::sample::Index>()), 1..300)
+            steps in proptest::collection::vec((1usize..9000, 0u32..13, any::<bool>(), any::<prop::sample::Index>()), 1..300)
         ) {
             let arena = Arena::new();
             let mut live: Vec<(usize, usize)> = Vec::new();

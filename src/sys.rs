@@ -273,9 +273,3 @@ pub fn map_anonymous(len: usize) -> Option<*mut u8> {
     let memory = unsafe { libc::mmap(std::ptr::null_mut(), len, protection, flags, -1, 0) };
     (memory != libc::MAP_FAILED).then_some(memory.cast())
 }
-
-/// Returns a mapping made by `map_anonymous` that nothing uses.
-pub fn unmap(memory: *mut u8, len: usize) {
-    // SAFETY: the caller passes a whole mapping of its own that no reference points into.
-    unsafe { libc::munmap(memory.cast(), len) };
-}
