@@ -1,26 +1,19 @@
 //! Connecting: every address is tried, Happy Eyeballs style; one dead address never fails a
 //! session that another can serve; unix and abstract sockets work too.
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
 use std::process::Stdio;
 
 use crate::support::TempDir;
 use crate::support::backend::{self, BlackHole, echo_conn, refusing, serve, serve_unix};
 use crate::support::dns::{DnsServer, Record};
-use crate::support::launch::{Launcher, run};
+use crate::support::launch::{Launcher, assert_exit, run};
 
 fn a(ip: &str) -> Record {
     Record::A(ip.parse().unwrap())
 }
 
 fn echo_through(launcher: &Launcher, payload: &[u8]) -> Vec<u8> {
-    let mut stream = launcher.connect();
-    stream.write_all(payload).unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap();
-    reply
+    backend::say(&mut launcher.connect(), payload)
 }
 
 #[test]
@@ -76,8 +69,7 @@ fn every_address_failing_exits_69_with_each_error() {
     let dns = DnsServer::start();
     dns.set("app.test", &[a("127.0.0.2"), a("127.0.0.3")]);
     let out = run(&[dns.arg(), format!("app.test:{port}")], Stdio::null());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    let stderr = assert_exit(&out, 69);
     assert!(
         stderr.contains(&format!("127.0.0.2:{port}: Connection refused")),
         "{stderr}"
@@ -98,8 +90,7 @@ fn connect_timeout_bounds_a_black_hole_and_exits_69() {
         ],
         Stdio::null(),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    let stderr = assert_exit(&out, 69);
     assert!(stderr.contains("no answer within 0.5s"), "{stderr}");
 }
 
@@ -125,8 +116,7 @@ fn missing_unix_socket_exits_69() {
     let dir = TempDir::new();
     let path = dir.join("nobody-home.sock");
     let out = run(&[path.to_str().unwrap()], Stdio::null());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    let stderr = assert_exit(&out, 69);
     assert!(stderr.contains("No such file or directory"), "{stderr}");
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::support::WAIT;
 use crate::support::backend;
 use crate::support::dns::{Behaviour, DnsServer, Record};
-use crate::support::launch::{ByHand, pause, run, run_with_input};
+use crate::support::launch::{ByHand, assert_exit, pause, run, run_with_input};
 
 /// Runs a session against `dns` for `name` with a 1 s resolve timeout: (status, stderr).
 fn resolve_with(dns_arg: &str, name: &str) -> (Option<i32>, String) {
@@ -91,12 +91,7 @@ fn truncated_udp_reply_falls_back_to_tcp() {
         format!("big.test:{}", echo.address.port()),
     ];
     let out = run(&args, Stdio::null());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(dns.tcp_queries() >= 1, "the answer must have come over TCP");
 }
 
@@ -127,12 +122,7 @@ fn very_long_cname_chain_in_one_answer_is_followed() {
         format!("c0.test:{}", echo.address.port()),
     ];
     let out = run(&args, Stdio::null());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(echo.accepted(), 1);
 }
 
@@ -218,9 +208,5 @@ fn a_terminal_on_stdin_and_stdout_works() {
         .recv_timeout(WAIT)
         .expect("the backend got the line and an end of stream");
     assert_eq!(received, b"typed at a terminal\n");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
 }

@@ -1,8 +1,7 @@
 //! Logging: one line per session with what an admin needs, never a byte in the client's
 //! socket, syslog when stderr is the client, the journal's priorities when it is the journal.
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -21,10 +20,7 @@ fn session_line_names_client_target_backend_bytes_duration_and_end() {
     let target = format!("app.test:{}", echo.address.port());
     let launcher = Launcher::inetd(&[dns.arg(), target.clone()]);
     let mut stream = launcher.connect();
-    stream.write_all(b"12345").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap();
+    backend::say(&mut stream, b"12345");
     let line = &launcher.sessions(1)[0];
     let client = stream.local_addr().unwrap();
     for field in [
@@ -51,9 +47,7 @@ fn verbose_logs_every_step() {
         format!("app.test:{}", echo.address.port()),
     ]);
     let mut stream = launcher.connect();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap();
+    backend::say(&mut stream, b"");
     launcher.sessions(1);
     let log = launcher.log().join("\n");
     for step in [
@@ -109,10 +103,7 @@ fn usage_error_under_standard_input_socket_goes_to_syslog_not_the_client() {
 fn explicit_stderr_logging_still_never_writes_into_the_client() {
     let echo = backend::echo("127.0.0.1");
     let (mut proxy, mut client) = Stdio3::unix(&["--log=stderr", "-v", &echo.address.to_string()]);
-    client.write_all(b"data").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    let mut got = Vec::new();
-    client.read_to_end(&mut got).unwrap();
+    let got = backend::say(&mut client, b"data");
     assert!(proxy.wait().success());
     assert_eq!(got, b"data");
 }
@@ -146,11 +137,7 @@ fn journal_stream_gets_priority_prefixes() {
 fn syslog_line_names_a_tcp_client_under_standard_input_socket() {
     let echo = backend::echo("127.0.0.1");
     let (mut proxy, mut client) = Stdio3::tcp("127.0.0.1", &[echo.address.to_string()]);
-    client.write_all(b"x").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    client.read_to_end(&mut reply).unwrap();
-    assert_eq!(reply, b"x");
+    assert_eq!(backend::say(&mut client, b"x"), b"x");
     assert!(proxy.wait().success());
     let line = wait_for("the session line in syslog", || {
         proxy.syslog().into_iter().find(|m| m.contains("session "))
@@ -166,11 +153,7 @@ fn log_syslog_sends_lines_to_syslog_even_when_stderr_could_take_them() {
     let echo = backend::echo("127.0.0.1");
     let (mut proxy, mut client) =
         Stdio3::unix_with_stderr_piped(&["--log=syslog", &echo.address.to_string()]);
-    client.write_all(b"x").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    client.read_to_end(&mut reply).unwrap();
-    assert_eq!(reply, b"x");
+    assert_eq!(backend::say(&mut client, b"x"), b"x");
     assert!(proxy.wait().success());
     let mut stderr = String::new();
     proxy

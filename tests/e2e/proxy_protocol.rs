@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 
 use crate::support::WAIT;
-use crate::support::backend::serve;
+use crate::support::backend::{self, serve};
 use crate::support::launch::{ByHand, Launcher, Style};
 
 /// A backend that reports everything it received, then closes.
@@ -34,10 +34,7 @@ fn through_launcher(ip: &str, version: &str) -> (Vec<u8>, SocketAddr, SocketAddr
     ];
     let launcher = Launcher::start(Style::Inetd, ip, &args, &[]);
     let mut stream = launcher.connect();
-    stream.write_all(b"payload").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).unwrap();
+    backend::say(&mut stream, b"payload");
     let got = received.recv_timeout(WAIT).unwrap();
     (got, stream.local_addr().unwrap(), launcher.address)
 }

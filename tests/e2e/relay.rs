@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::backend::{self, serve};
 use crate::support::data;
-use crate::support::launch::{ByHand, Launcher, Style, pause};
+use crate::support::launch::{ByHand, Launcher, Style, assert_exit, pause};
 use crate::support::{WAIT, rss_kib, wait_for};
 
 const MIB: u64 = 1024 * 1024;
@@ -40,12 +40,8 @@ fn late_reply_after_the_client_half_closes_arrives() {
         stream.write_all(&request).unwrap();
     });
     let launcher = Launcher::inetd(&[backend.address.to_string()]);
-    let mut stream = launcher.connect();
-    stream.write_all(b"question").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    assert_eq!(reply, "late answer to question");
+    let reply = backend::say(&mut launcher.connect(), b"question");
+    assert_eq!(reply, b"late answer to question");
 }
 
 #[test]
@@ -279,8 +275,7 @@ fn an_io_error_toward_the_client_exits_74() {
         .arg(echo.address.to_string())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(74), "{stderr}");
+    let stderr = assert_exit(&out, 74);
     assert!(
         stderr.contains("writing to the client: No space left on device"),
         "{stderr}"

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::backend::{self, banner, read_banner, serve};
 use crate::support::dns::{Behaviour, DnsServer, Record};
-use crate::support::launch::{Launcher, run, run_with_input};
+use crate::support::launch::{Launcher, assert_exit, run, run_with_input};
 use crate::support::{TempDir, dynproxy, is_root};
 
 fn a(ip: &str) -> Record {
@@ -52,11 +52,7 @@ fn aaaa_only_name_connects_over_ipv6() {
         &[dns.arg(), format!("v6only.test:{}", echo.address.port())],
         Stdio::null(),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(echo.accepted(), 1);
 }
 
@@ -204,11 +200,7 @@ fn resolv_conf_servers_search_and_ndots_are_used() {
         &format!("app:{}", echo.address.port()),
         b"via resolv.conf",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(out.stdout, b"via resolv.conf");
     assert!(dns.queries() >= 1);
 }
@@ -222,8 +214,7 @@ fn resolv_conf_timeout_times_attempts_bounds_the_wait() {
         "app.test:80",
         b"",
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    let stderr = assert_exit(&out, 75);
     assert!(
         stderr.contains("no answer for app.test within 2.0s"),
         "{stderr}"
@@ -244,12 +235,7 @@ fn a_second_nameserver_answers_when_the_first_is_silent() {
         format!("app.test:{}", echo.address.port()),
     ];
     let out = run(&args, std::process::Stdio::null());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(echo.accepted(), 1);
 }
 

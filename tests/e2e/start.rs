@@ -5,7 +5,7 @@ use std::net::{Shutdown, TcpListener};
 use std::process::{Command, Stdio};
 
 use crate::support::backend;
-use crate::support::launch::{Launcher, Stdio3};
+use crate::support::launch::{Launcher, Stdio3, assert_exit};
 use crate::support::{TempDir, dynproxy, wait_exit};
 
 fn round_trip(mut stream: impl Read + Write, close: impl FnOnce(&mut dyn Write)) -> String {
@@ -65,11 +65,7 @@ fn pipes_on_stdin_and_stdout_like_socat_stdio() {
         .arg(echo.address.to_string())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(out.stdout, b"from a pipe\n");
 }
 

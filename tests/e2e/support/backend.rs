@@ -29,6 +29,16 @@ impl Conn for UnixStream {
     }
 }
 
+/// Sends `bytes`, half-closes, and returns everything the other side sent until its end:
+/// one whole exchange, as a client sees it.
+pub fn say<C: Conn>(conn: &mut C, bytes: &[u8]) -> Vec<u8> {
+    conn.write_all(bytes).unwrap();
+    conn.close_write();
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply).unwrap();
+    reply
+}
+
 /// A listening backend that runs a handler per connection, each in its own thread.
 pub struct Backend {
     pub address: SocketAddr,

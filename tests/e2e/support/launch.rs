@@ -261,6 +261,14 @@ pub fn run<S: AsRef<OsStr>>(args: &[S], stdin: Stdio) -> Output {
     collect(child)
 }
 
+/// Asserts the exit status of a finished run, showing its stderr if it differs; returns
+/// that stderr for further checks.
+pub fn assert_exit(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    stderr
+}
+
 /// Runs `command` (a wrapper around dynproxy: unshare, script) to completion with `input`
 /// on its stdin, then its end, capturing stdout and stderr.
 pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
