@@ -39,6 +39,7 @@ pub struct Arena {
 /// A block carved off the arena.
 struct Block {
     ptr: *mut u8,
+    offset: usize,
     /// Never handed out before, so all zeros.
     fresh: bool,
 }
@@ -102,6 +103,7 @@ impl Arena {
                     let untouched = self.untouched.fetch_max(end, Ordering::Relaxed);
                     return Some(Block {
                         ptr: base.wrapping_add(start),
+                        offset: start,
                         fresh: start >= untouched,
                     });
                 }
@@ -151,12 +153,8 @@ unsafe impl GlobalAlloc for Arena {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         match self.bump(layout) {
             Some(block) if block.fresh => return block.ptr,
-            Some(block) => {
-                // Reused bytes would need clearing: calloc does that, and often for free.
-                if let Some(offset) = self.offset(block.ptr) {
-                    self.release(offset, layout.size());
-                }
-            }
+            // Reused bytes would need clearing: calloc does that, and often for free.
+            Some(block) => self.release(block.offset, layout.size()),
             None => {}
         }
         // SAFETY: calloc, with the caller's guarantees (a non-zero size) unchanged.

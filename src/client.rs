@@ -67,13 +67,19 @@ impl Client {
                 (input, output, vec![stdio[0], stdio[1]])
             }
         };
-        if input.kind == Kind::Socket && sys::is_listening(input.fd) {
-            return Err(Error::Usage(
-                "the client socket is a listening socket: the .socket unit needs Accept=yes".into(),
-            ));
-        }
         let remote = match input.kind {
-            Kind::Socket => sys::peer_address(input.fd).ok().flatten(),
+            Kind::Socket => match sys::peer_address(input.fd) {
+                Ok(remote) => remote,
+                // Only a socket without a peer can be a listening one (Accept=no): asking
+                // only then saves every session a system call.
+                Err(_) if sys::is_listening(input.fd) => {
+                    return Err(Error::Usage(
+                        "the client socket is a listening socket: the .socket unit needs Accept=yes"
+                            .into(),
+                    ));
+                }
+                Err(_) => None,
+            },
             _ => None,
         };
         Ok(Client {

@@ -13,7 +13,7 @@ use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::error::{Error, os_message};
-use crate::log::Log;
+use crate::log::{Log, millis};
 
 /// RFC 8305's recommended Connection Attempt Delay.
 const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -222,8 +222,4 @@ fn give_up(failures: &[String]) -> Error {
         "no address accepted the connection: {}",
         failures.join("; ")
     ))
-}
-
-fn millis(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1000.0
 }

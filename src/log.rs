@@ -7,7 +7,7 @@ use std::env;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
@@ -235,4 +235,29 @@ fn quoted(value: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Milliseconds since `since`, for -v lines.
+pub fn millis(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Items written with ", " between them. `format_args!` evaluates its arguments at once, so a
+/// -v line's lists are built lazily, when (and only if) the line is written.
+pub struct Joined<I>(pub I);
+
+impl<I, T> fmt::Display for Joined<I>
+where
+    I: Iterator<Item = T> + Clone,
+    T: fmt::Display,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, item) in self.0.clone().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            item.fmt(f)?;
+        }
+        Ok(())
+    }
 }

@@ -130,17 +130,19 @@ fn connect_backend(args: &Args, log: &mut Log) -> Result<Backend, Error> {
                 .collect();
             connect::connect_tcp(&addresses, timeout, log)
         }
-        Target::Path(path) => {
-            let address = UnixAddr::from_pathname(path)
-                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-            connect::connect_unix(&address, &args.target.to_string(), timeout, log)
-        }
-        Target::Abstract(name) => {
-            let address = UnixAddr::from_abstract_name(name)
-                .map_err(|e| Error::Usage(format!("@{}: {e}", String::from_utf8_lossy(name))))?;
-            connect::connect_unix(&address, &args.target.to_string(), timeout, log)
-        }
+        Target::Path(path) => connect_unix(UnixAddr::from_pathname(path), args, log),
+        Target::Abstract(name) => connect_unix(UnixAddr::from_abstract_name(name), args, log),
     }
+}
+
+fn connect_unix(
+    address: std::io::Result<UnixAddr>,
+    args: &Args,
+    log: &mut Log,
+) -> Result<Backend, Error> {
+    let name = args.target.to_string();
+    let address = address.map_err(|e| Error::Usage(format!("{name}: {e}")))?;
+    connect::connect_unix(&address, &name, args.connect_timeout, log)
 }
 
 /// The client could not even be found: say so wherever is safe, and exit.

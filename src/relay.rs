@@ -87,8 +87,6 @@ impl Port {
 }
 
 enum Buffer {
-    /// Nothing allocated yet: a direction that never carries a byte never pays for a buffer.
-    None,
     Pipe {
         read: OwnedFd,
         write: OwnedFd,
@@ -104,169 +102,9 @@ enum Buffer {
 }
 
 impl Buffer {
-    fn len(&self) -> usize {
-        match self {
-            Buffer::None => 0,
-            Buffer::Pipe { len, .. } => *len,
-            Buffer::Memory { start, end, .. } => end - start,
-        }
-    }
-
-    fn has_room(&self) -> bool {
-        match self {
-            Buffer::None => true,
-            Buffer::Pipe { len, capacity, .. } => len < capacity,
-            Buffer::Memory { data, start, end } => *start > 0 || *end < data.len(),
-        }
-    }
-}
-
-/// One direction of traffic.
-struct Flow {
-    from: usize,
-    to: usize,
-    buffer: Buffer,
-    zero_copy: bool,
-    /// The source has ended (read returned 0).
-    eof: bool,
-    /// The end of stream has been passed on to the destination.
-    finished: bool,
-    /// Bytes written to the destination.
-    moved: u64,
-}
-
-impl Flow {
-    fn new(from: usize, to: usize, ports: &[Port]) -> Flow {
-        Flow {
-            from,
-            to,
-            buffer: Buffer::None,
-            zero_copy: ports[from].splices() && ports[to].splices(),
-            eof: false,
-            finished: false,
-            moved: 0,
-        }
-    }
-
-    /// Moves what it can without blocking. Ok(true) when it stopped only because its turn
-    /// was over, so the loop must come back without waiting for an event.
-    fn pump(&mut self, ports: &mut [Port]) -> Result<bool, Stop> {
-        for _ in 0..ROUNDS {
-            let mut progress = false;
-            let from = &ports[self.from];
-            if !self.eof && from.readable && self.buffer.has_room() {
-                match self.fill(from.fd) {
-                    Ok(0) => {
-                        self.eof = true;
-                        progress = true;
-                    }
-                    Ok(_) => progress = true,
-                    // A pipe that splice calls full may just be out of slots: only an empty
-                    // one proves the source is dry.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if self.buffer.len() == 0 || !self.zero_copy {
-                            ports[self.from].readable = false;
-                        } else {
-                            self.grow();
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(e) => return Err(failure(e, ports[self.from].side, "reading from")),
-                }
-            }
-            let to = &ports[self.to];
-            if self.buffer.len() > 0 && to.writable {
-                match self.drain(to.fd) {
-                    Ok(n) => {
-                        self.moved += n as u64;
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ports[self.to].writable = false;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(e) => return Err(failure(e, ports[self.to].side, "writing to")),
-                }
-            }
-            if self.eof && self.buffer.len() == 0 && !self.finished {
-                finish_writing(&ports[self.to])
-                    .map_err(|e| failure(e, ports[self.to].side, "closing the stream to"))?;
-                self.finished = true;
-                progress = true;
-            }
-            if !progress {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Writes out what is buffered, for as long as the destination takes it; used when the
-    /// other side has reset and the session is about to end.
-    fn flush(&mut self, ports: &[Port]) {
-        let to = &ports[self.to];
-        while self.buffer.len() > 0 && to.writable {
-            match self.drain(to.fd) {
-                Ok(n) => self.moved += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
-        }
-    }
-
-    fn fill(&mut self, fd: RawFd) -> io::Result<usize> {
-        if let Buffer::None = self.buffer {
-            self.buffer = self.allocate()?;
-        }
-        let n = match &mut self.buffer {
-            Buffer::None => 0,
-            Buffer::Pipe {
-                write,
-                len,
-                capacity,
-                ..
-            } => {
-                let n = sys::splice(fd, write.as_raw_fd(), *capacity - *len)?;
-                *len += n;
-                n
-            }
-            Buffer::Memory { data, start, end } => {
-                if *end == data.len() {
-                    data.copy_within(*start..*end, 0);
-                    (*start, *end) = (0, *end - *start);
-                }
-                let n = sys::read(fd, &mut data[*end..])?;
-                *end += n;
-                n
-            }
-        };
-        if !self.buffer.has_room() {
-            self.grow();
-        }
-        Ok(n)
-    }
-
-    fn drain(&mut self, fd: RawFd) -> io::Result<usize> {
-        match &mut self.buffer {
-            Buffer::None => Ok(0),
-            Buffer::Pipe { read, len, .. } => {
-                let n = sys::splice(read.as_raw_fd(), fd, *len)?;
-                *len -= n;
-                Ok(n)
-            }
-            Buffer::Memory { data, start, end } => {
-                let n = sys::write(fd, &data[*start..*end])?;
-                *start += n;
-                if start == end {
-                    (*start, *end) = (0, 0);
-                }
-                Ok(n)
-            }
-        }
-    }
-
-    fn allocate(&self) -> io::Result<Buffer> {
-        if self.zero_copy {
+    /// A pipe for splice(2) when both ends allow it, memory otherwise.
+    fn new(zero_copy: bool) -> io::Result<Buffer> {
+        if zero_copy {
             let (read, write) = sys::pipe()?;
             return Ok(Buffer::Pipe {
                 read,
@@ -283,6 +121,64 @@ impl Flow {
         })
     }
 
+    fn len(&self) -> usize {
+        match self {
+            Buffer::Pipe { len, .. } => *len,
+            Buffer::Memory { start, end, .. } => end - start,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        match self {
+            Buffer::Pipe { len, capacity, .. } => len < capacity,
+            Buffer::Memory { data, start, end } => *start > 0 || *end < data.len(),
+        }
+    }
+
+    /// Reads from `fd` into the free room.
+    fn fill(&mut self, fd: RawFd) -> io::Result<usize> {
+        match self {
+            Buffer::Pipe {
+                write,
+                len,
+                capacity,
+                ..
+            } => {
+                let n = sys::splice(fd, write.as_raw_fd(), *capacity - *len)?;
+                *len += n;
+                Ok(n)
+            }
+            Buffer::Memory { data, start, end } => {
+                if *end == data.len() {
+                    data.copy_within(*start..*end, 0);
+                    (*start, *end) = (0, *end - *start);
+                }
+                let n = sys::read(fd, &mut data[*end..])?;
+                *end += n;
+                Ok(n)
+            }
+        }
+    }
+
+    /// Writes what is buffered to `fd`, as much as it takes.
+    fn drain(&mut self, fd: RawFd) -> io::Result<usize> {
+        match self {
+            Buffer::Pipe { read, len, .. } => {
+                let n = sys::splice(read.as_raw_fd(), fd, *len)?;
+                *len -= n;
+                Ok(n)
+            }
+            Buffer::Memory { data, start, end } => {
+                let n = sys::write(fd, &data[*start..*end])?;
+                *start += n;
+                if start == end {
+                    (*start, *end) = (0, 0);
+                }
+                Ok(n)
+            }
+        }
+    }
+
     /// Bulk traffic filled the pipe: ask for a bigger one, once. Refusal is fine (the
     /// per-user pipe quota may be spent): the pipe keeps its size.
     fn grow(&mut self) {
@@ -291,7 +187,7 @@ impl Flow {
             capacity,
             grown,
             ..
-        } = &mut self.buffer
+        } = self
         {
             if !*grown {
                 *grown = true;
@@ -302,22 +198,155 @@ impl Flow {
         }
     }
 
-    /// Puts bytes (the PROXY header) ahead of anything read from the source.
+    /// Puts bytes (the PROXY header) into the empty buffer.
     fn preload(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.buffer = self.allocate()?;
-        match &mut self.buffer {
-            Buffer::None => Ok(()),
+        match self {
             Buffer::Pipe { write, len, .. } => {
                 // An empty pipe takes a write of up to PIPE_BUF (4096) bytes whole.
                 *len = sys::write(write.as_raw_fd(), bytes)?;
-                Ok(())
             }
             Buffer::Memory { data, end, .. } => {
                 data[..bytes.len()].copy_from_slice(bytes);
                 *end = bytes.len();
-                Ok(())
             }
         }
+        Ok(())
+    }
+}
+
+/// One direction of traffic.
+struct Flow {
+    from: usize,
+    to: usize,
+    /// None until the first byte: a direction that never carries one never pays for a buffer.
+    buffer: Option<Buffer>,
+    zero_copy: bool,
+    /// The source has ended (read returned 0).
+    eof: bool,
+    /// The end of stream has been passed on to the destination.
+    finished: bool,
+    /// Bytes written to the destination.
+    moved: u64,
+}
+
+impl Flow {
+    fn new(from: usize, to: usize, ports: &[Port]) -> Flow {
+        Flow {
+            from,
+            to,
+            buffer: None,
+            zero_copy: ports[from].splices() && ports[to].splices(),
+            eof: false,
+            finished: false,
+            moved: 0,
+        }
+    }
+
+    /// Moves what it can without blocking. Ok(true) when it stopped only because its turn
+    /// was over, so the loop must come back without waiting for an event.
+    fn pump(&mut self, ports: &mut [Port]) -> Result<bool, Stop> {
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+            let from = &ports[self.from];
+            if !self.eof && from.readable && self.has_room() {
+                match self.fill(from.fd) {
+                    Ok(0) => {
+                        self.eof = true;
+                        progress = true;
+                    }
+                    Ok(_) => progress = true,
+                    // A pipe that splice calls full may just be out of slots: only an empty
+                    // one proves the source is dry.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if self.buffered() == 0 || !self.zero_copy {
+                            ports[self.from].readable = false;
+                        } else {
+                            self.grow();
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(e) => return Err(failure(e, ports[self.from].side, "reading from")),
+                }
+            }
+            let to = &ports[self.to];
+            if self.buffered() > 0 && to.writable {
+                match self.drain(to.fd) {
+                    Ok(n) => {
+                        self.moved += n as u64;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        ports[self.to].writable = false;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(e) => return Err(failure(e, ports[self.to].side, "writing to")),
+                }
+            }
+            if self.eof && self.buffered() == 0 && !self.finished {
+                finish_writing(&ports[self.to])
+                    .map_err(|e| failure(e, ports[self.to].side, "closing the stream to"))?;
+                self.finished = true;
+                progress = true;
+            }
+            if !progress {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes out what is buffered, for as long as the destination takes it; used when the
+    /// other side has reset and the session is about to end.
+    fn flush(&mut self, ports: &[Port]) {
+        let to = &ports[self.to];
+        while self.buffered() > 0 && to.writable {
+            match self.drain(to.fd) {
+                Ok(n) => self.moved += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Bytes read from the source and not yet written to the destination.
+    fn buffered(&self) -> usize {
+        self.buffer.as_ref().map_or(0, Buffer::len)
+    }
+
+    fn has_room(&self) -> bool {
+        self.buffer.as_ref().is_none_or(Buffer::has_room)
+    }
+
+    fn fill(&mut self, fd: RawFd) -> io::Result<usize> {
+        let buffer = match self.buffer.take() {
+            Some(buffer) => buffer,
+            None => Buffer::new(self.zero_copy)?,
+        };
+        let buffer = self.buffer.insert(buffer);
+        let n = buffer.fill(fd)?;
+        if !buffer.has_room() {
+            buffer.grow();
+        }
+        Ok(n)
+    }
+
+    fn drain(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.buffer
+            .as_mut()
+            .map_or(Ok(0), |buffer| buffer.drain(fd))
+    }
+
+    fn grow(&mut self) {
+        if let Some(buffer) = &mut self.buffer {
+            buffer.grow();
+        }
+    }
+
+    /// Puts bytes (the PROXY header) ahead of anything read from the source.
+    fn preload(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buffer
+            .insert(Buffer::new(self.zero_copy)?)
+            .preload(bytes)
     }
 }
 

@@ -4,6 +4,7 @@
 //! hickory has no synchronous API, so a current-thread tokio runtime lives for the lookup
 //! only and is gone before the relay starts: no threads, no timers left behind.
 
+use std::fmt;
 use std::fs;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::system_conf::parse_resolv_conf;
 
 use crate::error::Error;
-use crate::log::Log;
+use crate::log::{Joined, Log, millis};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
@@ -106,8 +107,8 @@ pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<I
     let addresses = conclude(host, family, answers)?;
     log.step(format_args!(
         "{host} has {} in {:.1} ms",
-        list(&addresses),
-        started.elapsed().as_secs_f64() * 1000.0
+        Joined(addresses.iter()),
+        millis(started)
     ));
     Ok(addresses)
 }
@@ -221,19 +222,9 @@ fn conclude(host: &str, family: Family, answers: Vec<Answer>) -> Result<Vec<IpAd
     Err(Error::NoAddress(format!("{host} has no {which}")))
 }
 
-fn servers(config: &ResolverConfig) -> String {
-    let list: Vec<String> = config
-        .name_servers()
-        .iter()
-        .map(|server| {
-            let port = server.connections.first().map_or(53, |c| c.port);
-            SocketAddr::new(server.ip, port).to_string()
-        })
-        .collect();
-    list.join(", ")
-}
-
-fn list(addresses: &[IpAddr]) -> String {
-    let list: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
-    list.join(", ")
+fn servers(config: &ResolverConfig) -> impl fmt::Display + '_ {
+    Joined(config.name_servers().iter().map(|server| {
+        let port = server.connections.first().map_or(53, |c| c.port);
+        SocketAddr::new(server.ip, port)
+    }))
 }

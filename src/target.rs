@@ -2,7 +2,7 @@
 //! the network, so a typo is a usage error (64) rather than a DNS query for garbage.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 
 /// The longest unix socket name the kernel takes (sun_path holds 108 bytes, one is the NUL
@@ -112,9 +112,6 @@ fn bracketed(rest: &str) -> Result<Target, String> {
         None => 0,
         Some(zone) => zone_index(zone)?,
     };
-    if scope == 0 {
-        return Ok(Target::Addr(SocketAddr::new(IpAddr::V6(ip), port)));
-    }
     Ok(Target::Addr(SocketAddrV6::new(ip, port, 0, scope).into()))
 }
 
