@@ -30,6 +30,7 @@ BACKEND = "127.0.0.1:9000"
 GIB = 1 << 30
 MIB = 1 << 20
 ALL_PARTS = "latency,rate,throughput,memory,many"
+CPU_GROUP = 10  # sessions per CPU reading in the latency part
 
 
 class Contender:
@@ -66,9 +67,10 @@ class Contender:
             usage = int(re.search(r"usage_usec (\d+)", f.read()).group(1)) / 1e6
         if not self.per_connection:
             return usage
-        with open(f"/proc/{self.launcher.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        launcher = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        # schedstat's run time is in nanoseconds; /proc/PID/stat's ticks (10 ms) would swamp
+        # a reading taken every few sessions.
+        with open(f"/proc/{self.launcher.pid}/schedstat") as f:
+            launcher = int(f.read().split()[0]) / 1e9
         return usage - launcher
 
     def processes(self):
@@ -156,55 +158,80 @@ def pss_kib(pids):
     return total
 
 
+def low_percentile(values, p):
+    """For rates, where the slow tail is the low end: the value that p% of samples reach."""
+    return percentile(values, 100 - p)
+
+
 def measure_latency(cs, rounds, per_round, results):
+    """Sequential sessions; CPU is read after every group of CPU_GROUP sessions has ended,
+    which gives CPU per connection a distribution too."""
     samples = {c.name: [] for c in cs}
-    cpu = {c.name: 0.0 for c in cs}
+    cpu = {c.name: [] for c in cs}
     for _ in range(rounds):
         for c in cs:
-            before = c.cpu_seconds()
-            out = dynbench("latency", c.address, per_round)
-            assert out["errors"] == 0, f"{c.name}: {out['errors']} failed connections"
-            samples[c.name] += out["micros"]
-            wait_until(lambda: not c.sessions(), f"{c.name} sessions to end")
-            cpu[c.name] += c.cpu_seconds() - before
+            for _ in range(per_round // CPU_GROUP):
+                before = c.cpu_seconds()
+                out = dynbench("latency", c.address, CPU_GROUP)
+                assert out["errors"] == 0, f"{c.name}: {out['errors']} failed connections"
+                samples[c.name] += out["micros"]
+                wait_until(lambda: not c.sessions(), f"{c.name} sessions to end")
+                cpu[c.name].append((c.cpu_seconds() - before) * 1e6 / CPU_GROUP)
     for c in cs:
         results[c.name]["latency_us"] = summary(samples[c.name])
-        results[c.name]["cpu_us_per_connection"] = cpu[c.name] * 1e6 / len(samples[c.name])
+        if c.command:
+            results[c.name]["cpu_us_per_connection"] = summary(cpu[c.name])
 
 
 def measure_rate(cs, concurrency, seconds, rounds, results):
+    """Connections/s per round (its median over rounds is the figure), and how long each
+    connection took under that load (p50, p99)."""
+    runs = {c.name: [] for c in cs}
+    micros = {c.name: [] for c in cs}
     for _ in range(rounds):
         for c in cs:
             out = dynbench("rate", c.address, concurrency, seconds)
             assert out["errors"] == 0, f"{c.name}: {out['errors']} failed connections at c={concurrency}"
-            results[c.name].setdefault(f"rate_c{concurrency}", []).append(out["connections"] / out["seconds"])
+            runs[c.name].append(out["connections"] / out["seconds"])
+            micros[c.name] += out["micros"]
             wait_until(lambda: not c.sessions(), f"{c.name} sessions to end")
     for c in cs:
-        runs = results[c.name][f"rate_c{concurrency}"]
-        results[c.name][f"rate_c{concurrency}"] = {"p50": statistics.median(runs), "runs": runs}
+        results[c.name][f"rate_c{concurrency}"] = {
+            "p50": statistics.median(runs[c.name]), "runs": runs[c.name],
+            "connection_us": summary(micros[c.name])}
 
 
 def measure_throughput(cs, size, rounds, results):
+    """Rate of each transfer (p50 over rounds) and of every INTERVAL-sized slice after the
+    first (p99: the slow tail, 99% of slices were at least this fast; the first slice holds
+    the connection and fills the buffers on the way). CPU per GiB of every transfer."""
     cs = [c for c in cs if c.proxy]
+    cpu = {c.name: [] for c in cs}
     for kind in ("upload", "download", "echo"):
+        slices = {c.name: [] for c in cs}
+        runs = {c.name: [] for c in cs}
         for _ in range(rounds):
             for c in cs:
                 before = c.cpu_seconds()
                 out = dynbench(kind, c.address, size)
-                cpu = c.cpu_seconds() - before
+                used = c.cpu_seconds() - before
                 moved = size * (2 if kind == "echo" else 1)
-                r = results[c.name].setdefault(f"{kind}_mib_s", [])
-                r.append(out["bytes"] / MIB / out["seconds"])
-                results[c.name].setdefault("cpu_s_per_gib", []).append(cpu / (moved / GIB))
+                runs[c.name].append(out["bytes"] / MIB / out["seconds"])
+                slices[c.name] += [out["interval_bytes"] / MIB / s for s in out["intervals"][1:]]
+                cpu[c.name].append(used / (moved / GIB))
         for c in cs:
-            runs = results[c.name][f"{kind}_mib_s"]
-            results[c.name][f"{kind}_mib_s"] = {"p50": statistics.median(runs), "runs": runs}
+            results[c.name][f"{kind}_mib_s"] = {
+                "p50": statistics.median(runs[c.name]), "runs": runs[c.name],
+                "p99": low_percentile(slices[c.name] or runs[c.name], 99), "slices": len(slices[c.name])}
     for c in cs:
-        runs = results[c.name]["cpu_s_per_gib"]
-        results[c.name]["cpu_s_per_gib"] = {"p50": statistics.median(runs), "runs": runs}
+        if c.command:
+            results[c.name]["cpu_s_per_gib"] = {**summary(cpu[c.name]), "runs": cpu[c.name]}
 
 
 def measure_memory(cs, sessions, results):
+    """PSS of each proxy process (one per session, or one for all) plus the kernel memory
+    the held sessions added, per session. The kernel's share cannot be split by session, so
+    its mean is added to each process's PSS for p50 and p99."""
     for c in cs:
         if not c.command:
             continue
@@ -214,13 +241,15 @@ def measure_memory(cs, sessions, results):
         held = json.loads(holder.stdout.readline())
         assert held["failed"] == 0, f"{c.name}: {held['failed']} sessions failed"
         time.sleep(0.5)  # let freed memory settle before reading it
-        pss = pss_kib(c.processes())
-        kernel = kernel_kib() - baseline
+        pss = [pss_kib([pid]) for pid in c.processes()]
+        kernel = (kernel_kib() - baseline) / sessions
         holder.stdin.close()
         holder.wait()
         wait_until(lambda: not c.sessions(), f"{c.name} sessions to end", 60)
+        per_session = [p + kernel for p in pss] if c.per_connection else [sum(pss) / sessions + kernel]
         results[c.name]["memory_kib_per_session"] = {
-            "pss": pss / sessions, "kernel": kernel / sessions, "total": (pss + kernel) / sessions}
+            "pss": sum(pss) / sessions, "kernel": kernel, "total": sum(pss) / sessions + kernel,
+            "p50": statistics.median(per_session), "p99": percentile(per_session, 99)}
 
 
 def measure_many(c, sessions, results):
@@ -258,7 +287,7 @@ def targets(r, partial=False):
         ("setup latency p50 / socat-inetd", lambda: ratio(r, "latency_us", "dynproxy", "socat-inetd"), "<= 0.35"),
         ("connections/s c=8 / socat-inetd", lambda: ratio(r, "rate_c8", "dynproxy", "socat-inetd"), ">= 3"),
         ("CPU per connection / socat-inetd",
-         lambda: r["dynproxy"]["cpu_us_per_connection"] / r["socat-inetd"]["cpu_us_per_connection"], "<= 0.35"),
+         lambda: ratio(r, "cpu_us_per_connection", "dynproxy", "socat-inetd"), "<= 0.35"),
     ]
     for kind in ("upload", "download", "echo"):
         rows.append((f"{kind} throughput / direct",
@@ -304,16 +333,23 @@ def table(results, names):
 
     row("setup latency p50 (us)", lambda x: x["latency_us"]["p50"], ".0f")
     row("setup latency p99 (us)", lambda x: x["latency_us"]["p99"], ".0f")
-    row("connections/s c=8", lambda x: x["rate_c8"]["p50"], ".0f")
-    row("connections/s c=32", lambda x: x["rate_c32"]["p50"], ".0f")
-    row("proxy CPU per connection (us)", lambda x: x.get("cpu_us_per_connection") or None, ".0f")
-    row("client->backend (MiB/s)", lambda x: x["upload_mib_s"]["p50"], ".0f")
-    row("backend->client (MiB/s)", lambda x: x["download_mib_s"]["p50"], ".0f")
-    row("echo both ways (MiB/s each)", lambda x: x["echo_mib_s"]["p50"], ".0f")
-    row("relay CPU per GiB (s)", lambda x: x["cpu_s_per_gib"]["p50"] or None, ".3f")
-    row("memory/session PSS (KiB)", lambda x: x["memory_kib_per_session"]["pss"], ".0f")
-    row("memory/session kernel (KiB)", lambda x: x["memory_kib_per_session"]["kernel"], ".0f")
-    row("memory/session total (KiB)", lambda x: x["memory_kib_per_session"]["total"], ".0f")
+    for c in (8, 32):
+        row(f"connections/s c={c}", lambda x: x[f"rate_c{c}"]["p50"], ".0f")
+        row(f"  c={c}: one connection p50 (us)", lambda x: x[f"rate_c{c}"]["connection_us"]["p50"], ".0f")
+        row(f"  c={c}: one connection p99 (us)", lambda x: x[f"rate_c{c}"]["connection_us"]["p99"], ".0f")
+    row("proxy CPU per connection p50 (us)", lambda x: x["cpu_us_per_connection"]["p50"], ".0f")
+    row("proxy CPU per connection p99 (us)", lambda x: x["cpu_us_per_connection"]["p99"], ".0f")
+    for kind, label in (("upload", "client->backend"), ("download", "backend->client"),
+                        ("echo", "echo, each way")):
+        row(f"{label} p50 (MiB/s)", lambda x: x[f"{kind}_mib_s"]["p50"], ".0f")
+        row(f"{label} p99 (MiB/s)", lambda x: x[f"{kind}_mib_s"]["p99"], ".0f")
+    row("relay CPU per GiB p50 (s)", lambda x: x["cpu_s_per_gib"]["p50"], ".3f")
+    row("relay CPU per GiB p99 (s)", lambda x: x["cpu_s_per_gib"]["p99"], ".3f")
+    row("memory/session p50 (KiB)", lambda x: x["memory_kib_per_session"]["p50"], ".0f")
+    row("memory/session p99 (KiB)", lambda x: x["memory_kib_per_session"]["p99"], ".0f")
+    row("memory/session mean: PSS (KiB)", lambda x: x["memory_kib_per_session"]["pss"], ".0f")
+    row("memory/session mean: kernel (KiB)", lambda x: x["memory_kib_per_session"]["kernel"], ".0f")
+    row("memory/session mean: total (KiB)", lambda x: x["memory_kib_per_session"]["total"], ".0f")
     return "\n".join(lines)
 
 
@@ -322,26 +358,38 @@ def plot(results, names, checked, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # (title, p50, p99): bars are medians, a black tick marks the p99 where there is one.
     panels = [
-        ("setup latency p50 (µs, lower is better)", lambda x: x["latency_us"]["p50"]),
-        ("connections/s at concurrency 8", lambda x: x["rate_c8"]["p50"]),
-        ("proxy CPU per connection (µs)", lambda x: x.get("cpu_us_per_connection", 0)),
-        ("throughput client→backend (MiB/s)", lambda x: x["upload_mib_s"]["p50"]),
-        ("throughput backend→client (MiB/s)", lambda x: x["download_mib_s"]["p50"]),
+        ("setup latency (µs, lower is better)", lambda x: x["latency_us"]["p50"],
+         lambda x: x["latency_us"]["p99"]),
+        ("connections/s at concurrency 8", lambda x: x["rate_c8"]["p50"], None),
+        ("proxy CPU per connection (µs)", lambda x: x["cpu_us_per_connection"]["p50"],
+         lambda x: x["cpu_us_per_connection"]["p99"]),
+        ("throughput client→backend (MiB/s)", lambda x: x["upload_mib_s"]["p50"],
+         lambda x: x["upload_mib_s"]["p99"]),
+        ("throughput backend→client (MiB/s)", lambda x: x["download_mib_s"]["p50"],
+         lambda x: x["download_mib_s"]["p99"]),
         ("memory per held session (KiB, PSS + kernel)",
-         lambda x: x.get("memory_kib_per_session", {}).get("total", 0)),
+         lambda x: x["memory_kib_per_session"]["p50"], lambda x: x["memory_kib_per_session"]["p99"]),
     ]
     colours = {"direct": "#999999", "socat-inetd": "#d62728", "socket-proxyd": "#ff7f0e",
                "dynproxy": "#1f77b4", "dynproxy-fd3": "#6baed6", "floor": "#2ca02c"}
+
+    def value(get, n):
+        try:
+            return get(results[n]) or 0
+        except (KeyError, TypeError):
+            return 0
+
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    for ax, (title, get) in zip(axes.flat, panels):
-        values = []
-        for n in names:
-            try:
-                values.append(get(results[n]) or 0)
-            except KeyError:
-                values.append(0)
+    for ax, (title, p50, p99) in zip(axes.flat, panels):
+        values = [value(p50, n) for n in names]
         bars = ax.bar(range(len(names)), values, color=[colours[n] for n in names])
+        if p99:
+            ticks = [(i, value(p99, n)) for i, n in enumerate(names) if value(p99, n)]
+            ax.scatter([i for i, _ in ticks], [v for _, v in ticks], marker="_", s=300,
+                       color="black", label="p99", zorder=3)
+            ax.legend(fontsize=8, loc="upper right")
         ax.set_title(title, fontsize=11)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=20, fontsize=9)

@@ -7,8 +7,11 @@
 //!                                      many bytes and answer 8 bytes, 'g' + u64: send that many
 //! Transfers never half-close, so proxies that mishandle half-close can be measured too.
 //! dynbench latency ADDR COUNT        sequential connect + 1-byte echo + close, µs each
-//! dynbench rate ADDR CONC SECS       connect + 1-byte echo + close as fast as CONC threads can
-//! dynbench upload|download|echo ADDR BYTES   one bulk transfer, seconds
+//! dynbench rate ADDR CONC SECS       connect + 1-byte echo + close as fast as CONC threads can;
+//!                                      µs each too
+//! dynbench upload|download|echo ADDR BYTES   one bulk transfer: seconds, and seconds for each
+//!                                      INTERVAL bytes (the sender's for upload, else the
+//!                                      receiver's)
 //! dynbench hold ADDR COUNT           open COUNT echo sessions, report, hold until stdin closes
 //! dynbench stdio-echo                copy stdin to stdout: the least a per-connection program
 //!                                      can do, started like a proxy to measure the floor
@@ -23,6 +26,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 256 * 1024;
+/// Bulk transfers report how long each slice of this size took, for a distribution of rates.
+const INTERVAL: u64 = 32 * 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
@@ -108,30 +113,37 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
         b's' => {
             let mut len = [0u8; 8];
             stream.read_exact(&mut len)?;
-            let count = read_exactly(&mut stream, u64::from_be_bytes(len))?;
+            let count = read_exactly(&mut stream, u64::from_be_bytes(len), &mut Progress::new())?;
             stream.write_all(&count.to_be_bytes())
         }
         b'g' => {
             let mut len = [0u8; 8];
             stream.read_exact(&mut len)?;
-            send(&mut stream, u64::from_be_bytes(len), &buf)?;
+            send(
+                &mut stream,
+                u64::from_be_bytes(len),
+                &buf,
+                &mut Progress::new(),
+            )?;
             stream.shutdown(Shutdown::Write)
         }
         _ => Ok(()),
     }
 }
 
-fn send(stream: &mut TcpStream, mut left: u64, buf: &[u8]) -> io::Result<()> {
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
+fn send(stream: &mut TcpStream, len: u64, buf: &[u8], progress: &mut Progress) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < len {
+        let n = (len - sent).min(buf.len() as u64) as usize;
         stream.write_all(&buf[..n])?;
-        left -= n as u64;
+        sent += n as u64;
+        progress.reached(sent);
     }
     Ok(())
 }
 
 /// Reads `len` bytes (fewer only if the stream ends first); returns how many came.
-fn read_exactly(stream: &mut TcpStream, len: u64) -> io::Result<u64> {
+fn read_exactly(stream: &mut TcpStream, len: u64, progress: &mut Progress) -> io::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut count = 0u64;
     while count < len {
@@ -141,6 +153,7 @@ fn read_exactly(stream: &mut TcpStream, len: u64) -> io::Result<u64> {
             break;
         }
         count += n as u64;
+        progress.reached(count);
     }
     Ok(count)
 }
@@ -155,94 +168,134 @@ fn latency(to: SocketAddr, count: u64) -> io::Result<()> {
             Err(_) => errors += 1,
         }
     }
-    let list: Vec<String> = micros.iter().map(|m| format!("{m:.1}")).collect();
     println!(
         "{{\"micros\": [{}], \"errors\": {errors}}}",
-        list.join(", ")
+        list(&micros, 1)
     );
     Ok(())
 }
 
+fn list(values: &[f64], decimals: usize) -> String {
+    let texts: Vec<String> = values.iter().map(|v| format!("{v:.decimals$}")).collect();
+    texts.join(", ")
+}
+
+/// When each INTERVAL of a transfer's bytes was done.
+struct Progress {
+    started: Instant,
+    last: Instant,
+    next: u64,
+    seconds: Vec<f64>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let now = Instant::now();
+        Progress {
+            started: now,
+            last: now,
+            next: INTERVAL,
+            seconds: Vec::new(),
+        }
+    }
+
+    fn reached(&mut self, total: u64) {
+        while total >= self.next {
+            let now = Instant::now();
+            self.seconds.push((now - self.last).as_secs_f64());
+            self.last = now;
+            self.next += INTERVAL;
+        }
+    }
+
+    fn report(&self, bytes: u64) {
+        println!(
+            "{{\"bytes\": {bytes}, \"seconds\": {:.4}, \"interval_bytes\": {INTERVAL}, \"intervals\": [{}]}}",
+            self.started.elapsed().as_secs_f64(),
+            list(&self.seconds, 6)
+        );
+    }
+}
+
 fn rate(to: SocketAddr, concurrency: u64, seconds: u64) -> io::Result<()> {
-    let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (done, errors) = (done.clone(), errors.clone());
+            let errors = errors.clone();
             thread::spawn(move || {
+                let mut micros = Vec::new();
                 while Instant::now() < deadline {
+                    let began = Instant::now();
                     match one_echo(to) {
-                        Ok(()) => done.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => errors.fetch_add(1, Ordering::Relaxed),
-                    };
+                        Ok(()) => micros.push(began.elapsed().as_secs_f64() * 1e6),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
+                micros
             })
         })
         .collect();
+    let mut micros = Vec::new();
     for worker in workers {
-        let _ = worker.join();
+        micros.extend(worker.join().unwrap_or_default());
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "{{\"connections\": {}, \"errors\": {}, \"seconds\": {elapsed:.3}}}",
-        done.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed)
+        "{{\"connections\": {}, \"errors\": {}, \"seconds\": {elapsed:.3}, \"micros\": [{}]}}",
+        micros.len(),
+        errors.load(Ordering::Relaxed),
+        list(&micros, 1)
     );
     Ok(())
 }
 
-fn report(bytes: u64, started: Instant) {
-    println!(
-        "{{\"bytes\": {bytes}, \"seconds\": {:.4}}}",
-        started.elapsed().as_secs_f64()
-    );
-}
-
 fn upload(to: SocketAddr, bytes: u64) -> io::Result<()> {
-    let started = Instant::now();
+    let mut progress = Progress::new();
     let mut stream = connect(to)?;
     stream.write_all(b"s")?;
     stream.write_all(&bytes.to_be_bytes())?;
-    send(&mut stream, bytes, &vec![7u8; CHUNK])?;
+    send(&mut stream, bytes, &vec![7u8; CHUNK], &mut progress)?;
     let mut count = [0u8; 8];
     stream.read_exact(&mut count)?;
     if u64::from_be_bytes(count) != bytes {
         return Err(io::Error::other("the backend counted another size"));
     }
-    report(bytes, started);
+    progress.report(bytes);
     Ok(())
 }
 
 fn download(to: SocketAddr, bytes: u64) -> io::Result<()> {
-    let started = Instant::now();
+    let mut progress = Progress::new();
     let mut stream = connect(to)?;
     stream.write_all(b"g")?;
     stream.write_all(&bytes.to_be_bytes())?;
-    if read_exactly(&mut stream, bytes)? != bytes {
+    if read_exactly(&mut stream, bytes, &mut progress)? != bytes {
         return Err(io::Error::other("short download"));
     }
-    report(bytes, started);
+    progress.report(bytes);
     Ok(())
 }
 
 fn echo(to: SocketAddr, bytes: u64) -> io::Result<()> {
-    let started = Instant::now();
+    let mut progress = Progress::new();
     let mut stream = connect(to)?;
     let mut writer = stream.try_clone()?;
     let sender = thread::spawn(move || -> io::Result<()> {
         writer.write_all(b"e")?;
-        send(&mut writer, bytes, &vec![5u8; CHUNK])
+        send(&mut writer, bytes, &vec![5u8; CHUNK], &mut Progress::new())
     });
-    let received = read_exactly(&mut stream, bytes + 1)?;
+    let received = read_exactly(&mut stream, bytes + 1, &mut progress)?;
     sender
         .join()
         .map_err(|_| io::Error::other("sender panicked"))??;
     if received != bytes + 1 {
         return Err(io::Error::other("short echo"));
     }
-    report(bytes, started);
+    progress.report(bytes);
     Ok(())
 }
 
