@@ -394,6 +394,8 @@ def plot(results, names, checked, path):
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=20, fontsize=9)
         for bar, v in zip(bars, values):
+            if not v:  # not measured for this contender
+                continue
             ax.annotate(f"{v:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=8)
     passed = sum(1 for t in checked if t["passed"])
