@@ -17,7 +17,8 @@ pub enum Kind {
     Socket,
     Pipe,
     Tty,
-    /// Regular files, /dev/null and other devices: epoll refuses them, and they never block.
+    /// Regular files, /dev/null and other devices: epoll refuses them (and files and
+    /// /dev/null never block), so they are read and written as if always ready.
     Plain,
 }
 
@@ -28,6 +29,9 @@ pub struct End {
     pub kind: Kind,
     /// The inherited descriptor behind `fd` when `fd` is a private reopening of it.
     pub inherited: RawFd,
+    /// The file status flags to put back before letting go of `fd`: set when O_NONBLOCK had
+    /// to go on an open file we share with our parent (it could not be reopened).
+    pub shared_flags: Option<i32>,
 }
 
 #[derive(Debug)]
@@ -38,7 +42,9 @@ pub struct Client {
     pub remote: Option<SocketAddr>,
     /// What fd 2 is, for the log to decide whether it may write there.
     pub stderr: FileId,
-    /// fd 2 reaches the client (systemd's StandardInput=socket without StandardError=).
+    /// fd 2 is the client's socket (systemd's StandardInput=socket without StandardError=,
+    /// or inetd). A terminal or pipe shared with stdout is a person or a program that asked
+    /// for both streams in one place, not a peer that must never see a log line.
     pub stderr_is_client: bool,
 }
 
@@ -87,7 +93,8 @@ impl Client {
             output,
             remote,
             stderr: stdio[2],
-            stderr_is_client: ids.iter().any(|id| id.same_object(&stdio[2])),
+            stderr_is_client: stdio[2].is_socket()
+                && ids.iter().any(|id| id.same_object(&stdio[2])),
         })
     }
 
@@ -136,6 +143,7 @@ impl End {
             fd,
             kind,
             inherited: fd,
+            shared_flags: None,
         }
     }
 }
@@ -176,6 +184,10 @@ impl Undo {
                 && sys::set_flags(end.fd, flags | libc::O_NONBLOCK).is_ok()
             {
                 self.restore.push((end.fd, flags));
+                return End {
+                    shared_flags: Some(flags),
+                    ..end
+                };
             }
         }
         end

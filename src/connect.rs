@@ -62,8 +62,13 @@ pub fn connect_tcp(
                     None
                 }
             };
+            // A failure at once (no route, say) lets the next address start at once too.
+            next_start = if attempt.is_some() {
+                now + ATTEMPT_DELAY
+            } else {
+                now
+            };
             pending.push(attempt);
-            next_start = now + ATTEMPT_DELAY;
             continue;
         }
         if in_flight == 0 {

@@ -95,7 +95,8 @@ impl Log {
                 } else {
                     format!("dynproxy: {message}\n")
                 };
-                // One write per line, so lines of concurrent sessions sharing a pipe never mix.
+                // One write per line: lines of concurrent sessions sharing a pipe do not mix
+                // (a pipe takes a write of up to PIPE_BUF, 4096 bytes, whole).
                 let _ = std::io::stderr().write_all(line.as_bytes());
             }
             Sink::Syslog(logger) => {

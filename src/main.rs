@@ -40,6 +40,10 @@ fn main() -> ExitCode {
         Ok(client) => client,
         Err(error) => return refuse(&error),
     };
+    if client.stderr_is_client {
+        // Our log never writes there then, but Rust's panic and out-of-memory handlers do.
+        let _ = sys::silence_stderr();
+    }
     let args = match cli::parse() {
         Parsed::Run(args) => args,
         Parsed::Print(text) => {

@@ -3,8 +3,13 @@
 //! Each direction is a `Flow` from one descriptor to another through a bounded buffer — a
 //! pipe for splice(2) when both ends allow it, memory otherwise — and one small function,
 //! `Flow::pump`, moves every direction. A full buffer stops reading its source, so memory
-//! stays bounded whatever the speeds. An end of stream is passed on as shutdown(SHUT_WR),
-//! never as a close: a backend may answer long after the client's half-close.
+//! stays bounded whatever the speeds. An end of stream on a socket is passed on as
+//! shutdown(SHUT_WR), never as a close: a backend may answer long after the client's
+//! half-close.
+//!
+//! TCP's urgent byte stays in the stream (SO_OOBINLINE): a proxy cannot pass its urgency on,
+//! but it must not lose the byte. splice(2) stops short at the urgent mark, so there the
+//! flow reads past it with read(2).
 //!
 //! mio is edge-triggered: readiness is remembered per descriptor (`Port`) and forgotten only
 //! when a call says WouldBlock.
@@ -51,9 +56,13 @@ struct Port {
     kind: Kind,
     /// The inherited descriptor behind a private reopening (see client.rs).
     inherited: RawFd,
+    /// Flags to put back on a shared open file before letting go of it (see client.rs).
+    shared_flags: Option<i32>,
     side: &'static str,
     readable: bool,
     writable: bool,
+    /// Urgent data has arrived (EPOLLPRI) at some point: a stalled splice may be at its mark.
+    urgent: bool,
 }
 
 impl Port {
@@ -64,9 +73,11 @@ impl Port {
             fd: end.fd,
             kind: end.kind,
             inherited: end.inherited,
+            shared_flags: end.shared_flags,
             side,
             readable: ready,
             writable: ready,
+            urgent: false,
         }
     }
 
@@ -76,6 +87,7 @@ impl Port {
                 fd,
                 kind: Kind::Socket,
                 inherited: fd,
+                shared_flags: None,
             },
             "backend",
         )
@@ -135,8 +147,8 @@ impl Buffer {
         }
     }
 
-    /// Reads from `fd` into the free room.
-    fn fill(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// Reads from `fd` into the free room. `urgent`: the source has had urgent data.
+    fn fill(&mut self, fd: RawFd, urgent: bool) -> io::Result<usize> {
         match self {
             Buffer::Pipe {
                 write,
@@ -144,7 +156,18 @@ impl Buffer {
                 capacity,
                 ..
             } => {
-                let n = sys::splice(fd, write.as_raw_fd(), *capacity - *len)?;
+                let spliced = sys::splice(fd, write.as_raw_fd(), *capacity - *len);
+                // At the urgent mark splice says "nothing yet" (or "end", if the peer has
+                // closed too), however much follows the mark.
+                let n = if urgent && stalled(&spliced) && sys::at_urgent_mark(fd) {
+                    if *len > 0 {
+                        // What came before the mark goes out first; then the pipe is empty.
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    read_past_urgent_mark(fd, write.as_raw_fd())?
+                } else {
+                    spliced?
+                };
                 *len += n;
                 Ok(n)
             }
@@ -179,8 +202,9 @@ impl Buffer {
         }
     }
 
-    /// Bulk traffic filled the pipe: ask for a bigger one, once. Refusal is fine (the
-    /// per-user pipe quota may be spent): the pipe keeps its size.
+    /// The pipe filled up (its bytes, or its slots while the source still had more): ask
+    /// for a bigger one, once. Refusal is fine (the per-user pipe quota may be spent): the
+    /// pipe keeps its size.
     fn grow(&mut self) {
         if let Buffer::Pipe {
             read,
@@ -212,6 +236,25 @@ impl Buffer {
         }
         Ok(())
     }
+}
+
+/// Nothing moved: the source looks dry or ended.
+fn stalled(spliced: &io::Result<usize>) -> bool {
+    match spliced {
+        Ok(n) => *n == 0,
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Reads the urgent byte (in line, see `Relay::run`) and what follows it into the empty pipe.
+fn read_past_urgent_mark(fd: RawFd, pipe: RawFd) -> io::Result<usize> {
+    // An empty pipe takes a write of up to PIPE_BUF (4096) bytes whole.
+    let mut chunk = [0u8; 4096];
+    let n = sys::read(fd, &mut chunk)?;
+    if n > 0 {
+        sys::write(pipe, &chunk[..n])?;
+    }
+    Ok(n)
 }
 
 /// One direction of traffic.
@@ -249,19 +292,19 @@ impl Flow {
             let mut progress = false;
             let from = &ports[self.from];
             if !self.eof && from.readable && self.has_room() {
-                match self.fill(from.fd) {
+                match self.fill(from.fd, from.urgent) {
                     Ok(0) => {
                         self.eof = true;
                         progress = true;
                     }
                     Ok(_) => progress = true,
-                    // A pipe that splice calls full may just be out of slots: only an empty
-                    // one proves the source is dry.
+                    // With bytes in the pipe, "would block" may mean the pipe is out of slots
+                    // (one per piece spliced in) rather than that the source is dry.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if self.buffered() == 0 || !self.zero_copy {
-                            ports[self.from].readable = false;
-                        } else {
+                        if self.buffered() > 0 && self.zero_copy && sys::has_input(from.fd) {
                             self.grow();
+                        } else {
+                            ports[self.from].readable = false;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
@@ -295,8 +338,26 @@ impl Flow {
         Ok(true)
     }
 
-    /// Writes out what is buffered, for as long as the destination takes it; used when the
-    /// other side has reset and the session is about to end.
+    /// The other side has reset and the session is about to end: passes on what can still
+    /// reach this direction's destination without waiting — what is buffered, and what the
+    /// reset side sent before it reset (a failed write to it leaves that queued in our
+    /// socket, say an HTTP 413 answer to an upload). Bounded, for a source that is alive.
+    fn salvage(&mut self, ports: &[Port]) {
+        let from = &ports[self.from];
+        for _ in 0..ROUNDS {
+            self.flush(ports);
+            if self.buffered() > 0 || self.eof || !from.readable {
+                return;
+            }
+            match self.fill(from.fd, from.urgent) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+        self.flush(ports);
+    }
+
+    /// Writes out what is buffered, for as long as the destination takes it.
     fn flush(&mut self, ports: &[Port]) {
         let to = &ports[self.to];
         while self.buffered() > 0 && to.writable {
@@ -317,13 +378,13 @@ impl Flow {
         self.buffer.as_ref().is_none_or(Buffer::has_room)
     }
 
-    fn fill(&mut self, fd: RawFd) -> io::Result<usize> {
+    fn fill(&mut self, fd: RawFd, urgent: bool) -> io::Result<usize> {
         let buffer = match self.buffer.take() {
             Some(buffer) => buffer,
             None => Buffer::new(self.zero_copy)?,
         };
         let buffer = self.buffer.insert(buffer);
-        let n = buffer.fill(fd)?;
+        let n = buffer.fill(fd, urgent)?;
         if !buffer.has_room() {
             buffer.grow();
         }
@@ -359,6 +420,10 @@ fn finish_writing(port: &Port) -> io::Result<()> {
             result => result,
         },
         Kind::Pipe => {
+            if let Some(flags) = port.shared_flags {
+                // Our parent's pipe must not keep our O_NONBLOCK once we let go of it.
+                let _ = sys::set_flags(port.fd, flags);
+            }
             let null: OwnedFd = File::options().write(true).open("/dev/null")?.into();
             sys::replace_fd(&null, port.fd)?;
             if port.inherited != port.fd {
@@ -469,8 +534,8 @@ fn moved(flows: &[Flow]) -> u64 {
     flows.iter().map(|f| f.moved).sum()
 }
 
-/// Gives each direction its turn. On a reset, what is already buffered toward the other
-/// side is written out if it can be, then the reset ends the session.
+/// Gives each direction its turn. On a reset, what can still reach the other side is
+/// passed on (`Flow::salvage`), then the reset ends the session.
 fn pump_all(flows: &mut [Flow], ports: &mut [Port]) -> Result<bool, Stop> {
     let mut more = false;
     for index in 0..flows.len() {
@@ -478,7 +543,7 @@ fn pump_all(flows: &mut [Flow], ports: &mut [Port]) -> Result<bool, Stop> {
             Ok(again) => more |= again,
             Err(Stop::Reset(side)) => {
                 for flow in flows.iter_mut().filter(|f| ports[f.to].side != side) {
-                    flow.flush(ports);
+                    flow.salvage(ports);
                 }
                 return Err(Stop::Reset(side));
             }
@@ -519,6 +584,7 @@ fn note(events: &Events, ports: &mut [Port], signals: &OwnedFd) -> Option<i32> {
         let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
         port.readable |= event.is_readable() || broken;
         port.writable |= event.is_writable() || broken;
+        port.urgent |= event.is_priority();
     }
     None
 }
@@ -534,6 +600,14 @@ fn register(poll: &Poll, port: &Port, index: usize, flows: &[Flow]) -> io::Resul
         (true, true) => Interest::READABLE | Interest::WRITABLE,
         (false, true) => Interest::WRITABLE,
         _ => Interest::READABLE,
+    };
+    // Urgent data is kept in line (see the module's comment) and announced as priority:
+    // the flow must then look for its mark. A socket without urgent data ignores both.
+    let interest = if reads && port.kind == Kind::Socket {
+        let _ = sys::keep_urgent_inline(port.fd);
+        interest | Interest::PRIORITY
+    } else {
+        interest
     };
     poll.registry()
         .register(&mut SourceFd(&port.fd), Token(index), interest)

@@ -152,6 +152,39 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// Whether the next byte to read is the socket's urgent (out-of-band) byte; false for
+/// anything that has no urgent data or is no socket.
+pub fn at_urgent_mark(fd: RawFd) -> bool {
+    // <linux/sockios.h>; the libc crate does not name it.
+    const SIOCATMARK: libc::Ioctl = 0x8905;
+    let mut at: libc::c_int = 0;
+    // SAFETY: SIOCATMARK writes one int into memory we own.
+    let ret = unsafe { libc::ioctl(fd, SIOCATMARK, &raw mut at) };
+    ret == 0 && at != 0
+}
+
+/// Whether `fd` has bytes waiting to be read (FIONREAD); true when it cannot tell.
+pub fn has_input(fd: RawFd) -> bool {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into memory we own.
+    let ret = unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut waiting) };
+    ret != 0 || waiting > 0
+}
+
+/// Urgent bytes stay in the stream for read(2) instead of being set aside for MSG_OOB.
+pub fn keep_urgent_inline(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1)
+}
+
+/// Points fd 2 at /dev/null.
+pub fn silence_stderr() -> io::Result<()> {
+    let null: OwnedFd = std::fs::File::options()
+        .write(true)
+        .open("/dev/null")?
+        .into();
+    replace_fd(&null, 2)
+}
+
 type NameFn = unsafe extern "C" fn(i32, *mut libc::sockaddr, *mut libc::socklen_t) -> i32;
 
 fn socket_name(fd: RawFd, call: NameFn) -> io::Result<Option<SocketAddr>> {
@@ -197,9 +230,11 @@ pub fn local_address(fd: RawFd) -> io::Result<Option<SocketAddr>> {
     socket_name(fd, libc::getsockname)
 }
 
-pub fn unsetenv(name: &str) {
+/// Only for the start of `main`, before any thread exists (hence not public).
+pub(crate) fn unsetenv(name: &str) {
     if let Ok(name) = CString::new(name) {
-        // SAFETY: the program is still single-threaded, so no one reads the environment meanwhile.
+        // SAFETY: called only while the program is single-threaded (Client::from_environment,
+        // first thing in main), so no one reads the environment meanwhile.
         unsafe { libc::unsetenv(name.as_ptr()) };
     }
 }
@@ -214,16 +249,26 @@ pub fn interface_index(name: &str) -> Option<u32> {
 /// The signals that end a session cleanly: a service stop, Ctrl-C, a hang-up.
 const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
+/// The stop signals, less those our parent set to be ignored (`nohup`, a background job):
+/// a blocked signal is queued even when ignored, so blocking it would make it count.
 fn stop_signal_set() -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises the set we own; sigaddset adds valid signal numbers to it.
-    unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        for signal in STOP_SIGNALS {
-            libc::sigaddset(set.as_mut_ptr(), signal);
-        }
-        set.assume_init()
+    // SAFETY: sigemptyset initialises the set we own.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    for signal in STOP_SIGNALS.into_iter().filter(|&s| !is_ignored(s)) {
+        // SAFETY: adds a valid signal number to the initialised set we own.
+        unsafe { libc::sigaddset(set.as_mut_ptr(), signal) };
     }
+    // SAFETY: initialised by sigemptyset above.
+    unsafe { set.assume_init() }
+}
+
+fn is_ignored(signal: i32) -> bool {
+    let mut action = MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with a null new action, sigaction only writes the current one into our struct.
+    let known = unsafe { libc::sigaction(signal, std::ptr::null(), action.as_mut_ptr()) } == 0;
+    // SAFETY: zeroed, and filled in by the kernel when the call succeeded.
+    known && unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
 /// Blocks the stop signals and returns a non-blocking signalfd that reports them, so the

@@ -1,7 +1,7 @@
 //! Logging: one line per session with what an admin needs, never a byte in the client's
 //! socket, syslog when stderr is the client, the journal's priorities when it is the journal.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -167,4 +167,39 @@ fn log_syslog_sends_lines_to_syslog_even_when_stderr_could_take_them() {
     wait_for("the session line in syslog", || {
         proxy.syslog().into_iter().find(|m| m.contains("session "))
     });
+}
+
+#[test]
+fn at_a_terminal_errors_and_steps_are_shown_on_it() {
+    // fds 0, 1 and 2 are one terminal, as when dynproxy is typed at a shell prompt: that
+    // is a person, not a client socket that must not see log lines.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let refused = backend::refusing("127.0.0.1", port);
+    let command = format!("{} -v {refused}", dynproxy());
+    let out = crate::support::launch::run_with_input(
+        Command::new("script").args(["--quiet", "--return", "--command", &command, "/dev/null"]),
+        b"",
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&format!("dynproxy: connecting to {refused}")),
+        "{shown}"
+    );
+    assert!(shown.contains("end=error status=69"), "{shown}");
+}
+
+#[test]
+fn stderr_that_is_the_client_is_pointed_at_dev_null_for_the_session() {
+    // Nothing of ours writes there, but a panic or failed allocation message would.
+    let echo = backend::echo("127.0.0.1");
+    let (mut proxy, mut client) = Stdio3::tcp("127.0.0.1", &[echo.address.to_string()]);
+    client.write_all(b"ping").unwrap();
+    let mut pong = [0u8; 4];
+    client.read_exact(&mut pong).unwrap();
+    let fd2 = std::fs::read_link(format!("/proc/{}/fd/2", proxy.child.id())).unwrap();
+    assert_eq!(fd2, std::path::Path::new("/dev/null"));
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(proxy.wait().success());
 }

@@ -326,3 +326,184 @@ fn a_regular_file_is_relayed_with_read_and_write() {
     assert!(!trace.contains("splice("), "{trace}");
     assert!(trace.contains("read(0, \"from a file\""), "{trace}");
 }
+
+/// Sends one byte as TCP urgent (out-of-band) data.
+fn send_urgent(stream: &TcpStream, byte: u8) {
+    // SAFETY: send(2) reads one byte that lives across the call.
+    let sent = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            (&raw const byte).cast(),
+            1,
+            libc::MSG_OOB,
+        )
+    };
+    assert_eq!(sent, 1);
+}
+
+/// A backend that reports everything it received up to the client's end of stream.
+fn recording_backend() -> (backend::Backend, mpsc::Receiver<Vec<u8>>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, move |mut stream: TcpStream| {
+        // The urgent byte in line, where a plain read shows it.
+        set_int_option(&stream, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1);
+        let mut received = Vec::new();
+        let _ = stream.read_to_end(&mut received);
+        tx.lock().unwrap().send(received).unwrap();
+    });
+    (backend, rx)
+}
+
+fn set_int_option(stream: &TcpStream, level: i32, name: i32, value: i32) {
+    // SAFETY: setsockopt reads an int that lives across the call.
+    let ret = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ret, 0);
+}
+
+#[test]
+fn an_urgent_byte_from_the_client_stays_in_the_stream() {
+    // splice(2) stops at the urgent mark: without care the rest of the stream never moves.
+    let (backend, received) = recording_backend();
+    let launcher = Launcher::inetd(&[backend.address.to_string()]);
+    let mut stream = launcher.connect();
+    stream.write_all(b"before ").unwrap();
+    send_urgent(&stream, b'!');
+    stream.write_all(b" after").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let got = received
+        .recv_timeout(WAIT)
+        .expect("the backend saw the end");
+    assert_eq!(String::from_utf8_lossy(&got), "before ! after");
+    assert!(launcher.sessions(1)[0].contains("end=closed"));
+}
+
+#[test]
+fn an_urgent_byte_right_before_the_end_is_not_lost() {
+    // At the mark with the peer's end of stream behind it, splice(2) reports an end.
+    let (backend, received) = recording_backend();
+    let launcher = Launcher::inetd(&[backend.address.to_string()]);
+    let mut stream = launcher.connect();
+    stream.write_all(b"last byte urgent:").unwrap();
+    send_urgent(&stream, b'!');
+    stream.shutdown(Shutdown::Write).unwrap();
+    let got = received
+        .recv_timeout(WAIT)
+        .expect("the backend saw the end");
+    assert_eq!(String::from_utf8_lossy(&got), "last byte urgent:!");
+}
+
+#[test]
+fn an_urgent_byte_from_the_backend_reaches_the_client_in_the_stream() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, |mut stream: TcpStream| {
+        stream.write_all(b"ab").unwrap();
+        send_urgent(&stream, b'!');
+        stream.write_all(b"cd").unwrap();
+    });
+    let launcher = Launcher::inetd(&[backend.address.to_string()]);
+    let mut stream = launcher.connect();
+    set_int_option(&stream, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1);
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), "ab!cd");
+}
+
+#[test]
+fn an_answer_the_backend_sent_before_its_reset_reaches_the_client() {
+    // An HTTP server refusing a large upload: it answers, closes with the upload unread (so
+    // its kernel resets the connection), and our next write to it fails. The answer is
+    // already in our socket and must still be passed on.
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (gone_tx, gone_rx) = mpsc::channel();
+    let channels = std::sync::Mutex::new((go_rx, gone_tx));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = serve(listener, move |mut stream: TcpStream| {
+        let channels = channels.lock().unwrap();
+        channels.0.recv_timeout(WAIT).unwrap();
+        stream.write_all(b"413 too large\n").unwrap();
+        drop(stream);
+        channels.1.send(()).unwrap();
+    });
+    let (proxy, client) = ByHand::start(&[backend.address.to_string()]);
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let mut writer = client.try_clone().unwrap();
+    thread::spawn(move || {
+        let chunk = vec![9u8; 64 * 1024];
+        while let Ok(n) = writer.write(&chunk) {
+            counter.fetch_add(n as u64, Ordering::SeqCst);
+        }
+    });
+    wait_stalled(&written);
+    // Stopped, dynproxy sees the answer and the reset arrive together, as a busy one would.
+    let pid = proxy.child.id() as i32;
+    // SAFETY: kill(2) sends SIGSTOP to the dynproxy child we started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    go_tx.send(()).unwrap();
+    gone_rx
+        .recv_timeout(WAIT)
+        .expect("the backend answered and closed");
+    // SAFETY: kill(2) sends SIGCONT to the same child.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let mut reader = client;
+    let mut answer = Vec::new();
+    let _ = reader.read_to_end(&mut answer);
+    let (status, stderr) = proxy.finish();
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        "413 too large\n",
+        "{stderr}"
+    );
+    assert!(stderr.contains("reset by backend"), "{stderr}");
+    assert!(matches!(status.code(), Some(0 | 74)), "{stderr}");
+}
+
+#[test]
+fn a_hangup_the_parent_ignores_does_not_end_the_session() {
+    // `nohup dynproxy …`: SIGHUP is ignored, and a blocked signal is queued even so.
+    use std::os::unix::process::CommandExt;
+    let echo = backend::echo("127.0.0.1");
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let server = std::os::fd::OwnedFd::from(server);
+    let mut command = std::process::Command::new(crate::support::dynproxy());
+    command
+        .arg(echo.address.to_string())
+        .stdin(Stdio::from(server.try_clone().unwrap()))
+        .stdout(Stdio::from(server))
+        .stderr(Stdio::null());
+    // SAFETY: only signal(2), which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut client = client;
+    assert_eq!(round_trip(&mut client, b"before"), b"before");
+    // SAFETY: kill(2) sends SIGHUP to the dynproxy child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    assert_eq!(round_trip(&mut client, b"after"), b"after");
+    client.shutdown(Shutdown::Write).unwrap();
+    let status = crate::support::wait_exit(&mut child);
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Sends `bytes` to an echo and reads as many back.
+fn round_trip(stream: &mut (impl Read + Write), bytes: &[u8]) -> Vec<u8> {
+    stream.write_all(bytes).unwrap();
+    let mut back = vec![0u8; bytes.len()];
+    stream.read_exact(&mut back).unwrap();
+    back
+}

@@ -115,6 +115,25 @@ fn stdin_left_blocking_for_the_parent() {
 }
 
 #[test]
+fn a_shared_stdout_pipe_is_left_blocking_even_when_it_cannot_be_reopened() {
+    // Without /proc the pipe cannot be reopened privately, so O_NONBLOCK goes on the open
+    // file dynproxy shares with the next command of the group; it must come off again
+    // before dynproxy lets go of the pipe at its end of stream.
+    let echo = backend::echo("127.0.0.1");
+    let script = r#"umount -l /proc && printf x | { "$0" "$1"; python3 -c 'import os,fcntl; print(fcntl.fcntl(1, fcntl.F_GETFL) & os.O_NONBLOCK)'; } | cat"#;
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", script])
+        .arg(dynproxy())
+        .arg(echo.address.to_string())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x0\n", "{stderr}");
+}
+
+#[test]
 fn several_listen_fds_are_a_usage_error() {
     let out = Command::new("sh")
         .args(["-c", r#"LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" 127.0.0.1:9"#])

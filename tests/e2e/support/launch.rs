@@ -165,8 +165,8 @@ fn free_port() -> u16 {
 }
 
 /// dynproxy with one client socket on fds 0, 1 and 2, as systemd's StandardInput=socket
-/// gives it, in a private mount namespace whose /dev/log is a socket the test reads: the
-/// one place its log may go.
+/// gives it, in a private mount namespace whose /dev holds only `null` and `log`, a socket
+/// the test reads: the one place its log may go.
 pub struct Stdio3 {
     pub child: Child,
     syslog: UnixDatagram,
@@ -217,7 +217,8 @@ impl Stdio3 {
                 "--mount",
                 "sh",
                 "-c",
-                r#"mount --bind "$0" /dev && exec "$@""#,
+                // /dev/null as on any system; /dev/log is the test's socket.
+                r#"touch "$0/null" && mount --bind /dev/null "$0/null" && mount --rbind "$0" /dev && exec "$@""#,
             ])
             .arg(dir.path())
             .arg(dynproxy())
