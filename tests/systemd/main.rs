@@ -290,3 +290,69 @@ fn group_id(name: &str) -> u32 {
         .unwrap();
     line.split(':').nth(2).unwrap().parse().unwrap()
 }
+
+#[test]
+fn a_unix_socket_backend_of_the_web_servers_group_needs_supplementary_groups() {
+    // PHP-FPM's socket is www-data:www-data 0660; a session's dynamic user may connect to
+    // it only with that group added (README, "Deploying with systemd").
+    let manager = Manager::boot(
+        "nameserver 127.0.0.1\n",
+        &[
+            (
+                "dynproxy-fpm.socket",
+                "[Socket]\nListenStream=/run/dynproxy/fpm.sock\n",
+            ),
+            (
+                "dynproxy-fpm@.service",
+                "[Service]\nExecStart=/usr/bin/dynproxy /run/php-test/fpm.sock\n",
+            ),
+            (
+                "dynproxy-fpm@.service.d/group.conf",
+                "[Service]\nSupplementaryGroups=www-data\n",
+            ),
+            (
+                "dynproxy-nogroup.socket",
+                "[Socket]\nListenStream=/run/dynproxy/nogroup.sock\n",
+            ),
+            (
+                "dynproxy-nogroup@.service",
+                "[Service]\nExecStart=/usr/bin/dynproxy /run/php-test/fpm.sock\n",
+            ),
+        ],
+    );
+    std::fs::create_dir(manager.path("/run/php-test")).unwrap();
+    let backend = manager.path("/run/php-test/fpm.sock");
+    support::backend::serve_unix(
+        std::os::unix::net::UnixListener::bind(&backend).unwrap(),
+        |mut conn: UnixStream| {
+            if conn.write_all(b"fpm\n").is_ok() {
+                support::backend::echo_conn(conn);
+            }
+        },
+    );
+    std::os::unix::fs::chown(&backend, Some(0), Some(group_id("www-data"))).unwrap();
+    std::fs::set_permissions(&backend, std::fs::Permissions::from_mode(0o660)).unwrap();
+    manager.systemctl(&["start", "dynproxy-fpm.socket", "dynproxy-nogroup.socket"]);
+    let connect = |name: &str| {
+        let stream =
+            UnixStream::connect(manager.path(&format!("/run/dynproxy/{name}.sock"))).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream
+    };
+    assert_eq!(exchange(connect("fpm")), ("fpm".into(), "ping".into()));
+    let mut refused = connect("nogroup");
+    let mut got = Vec::new();
+    let _ = refused.read_to_end(&mut got);
+    assert!(got.is_empty(), "no log text reaches the client");
+    let line = wait_for("the refused session's line", || {
+        let journal = manager.journal();
+        journal
+            .lines()
+            .find(|l| l.contains("target=/run/php-test/fpm.sock") && l.contains("end=error"))
+            .map(str::to_owned)
+    });
+    assert!(
+        line.contains("status=69") && line.contains("ermission denied"),
+        "{line}"
+    );
+}
