@@ -2,10 +2,10 @@
 
 use std::process::Stdio;
 
-use crate::support::launch::run;
+use crate::support::launch::{run, run_offline};
 
 fn usage_error(args: &[&str], expected: &str) {
-    let out = run(args, Stdio::null());
+    let out = run_offline(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
     assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
@@ -28,21 +28,21 @@ fn missing_target() {
 
 #[test]
 fn missing_port() {
-    usage_error(&["db.example"], "missing port");
-    usage_error(&["db.example:"], "missing port");
+    usage_error(&["db.test"], "missing port");
+    usage_error(&["db.test:"], "missing port");
     usage_error(&["[::1]"], "missing port");
 }
 
 #[test]
 fn non_numeric_port() {
-    usage_error(&["db.example:postgres"], "not a number");
-    usage_error(&["db.example:-1"], "not a number");
+    usage_error(&["db.test:postgres"], "not a number");
+    usage_error(&["db.test:-1"], "not a number");
 }
 
 #[test]
 fn port_out_of_range() {
-    usage_error(&["db.example:0"], "out of range");
-    usage_error(&["db.example:65536"], "out of range");
+    usage_error(&["db.test:0"], "out of range");
+    usage_error(&["db.test:65536"], "out of range");
     usage_error(&["127.0.0.1:4294967296"], "out of range");
 }
 
@@ -60,10 +60,7 @@ fn ipv6_without_brackets() {
 
 #[test]
 fn label_over_63_characters() {
-    usage_error(
-        &[&format!("{}.example:80", "a".repeat(64))],
-        "longer than 63",
-    );
+    usage_error(&[&format!("{}.test:80", "a".repeat(64))], "longer than 63");
 }
 
 #[test]
@@ -74,15 +71,15 @@ fn name_over_253_characters() {
 
 #[test]
 fn control_characters() {
-    usage_error(&["db\n.example:80"], "control character");
-    usage_error(&["db\x1b.example:80"], "control character");
+    usage_error(&["db\n.test:80"], "control character");
+    usage_error(&["db\x1b.test:80"], "control character");
     usage_error(&["/run/x\x07.sock"], "control character");
 }
 
 #[test]
 fn characters_no_host_name_has() {
     usage_error(&["db example:80"], "not allowed");
-    usage_error(&["db..example:80"], "empty label");
+    usage_error(&["db..test:80"], "empty label");
     usage_error(&["999.1.1.1:80"], "IPv4");
 }
 
@@ -116,17 +113,14 @@ fn bad_option_values() {
         &["--resolve-timeout", "nan", "127.0.0.1:80"],
         "greater than 0",
     );
-    usage_error(
-        &["--nameserver", "dns.example", "127.0.0.1:80"],
-        "IP address",
-    );
+    usage_error(&["--nameserver", "dns.test", "127.0.0.1:80"], "IP address");
     usage_error(&["--proxy-protocol", "v3", "127.0.0.1:80"], "v3");
     usage_error(&["--log", "file", "127.0.0.1:80"], "file");
 }
 
 #[test]
 fn both_families_excluded() {
-    usage_error(&["-4", "-6", "db.example:80"], "cannot be used with");
+    usage_error(&["-4", "-6", "db.test:80"], "cannot be used with");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use crate::support::TempDir;
-use crate::support::backend::{self, BlackHole, echo_conn, refusing, serve, serve_unix};
+use crate::support::backend::{self, BlackHole, Refusing, echo_conn, serve, serve_unix};
 use crate::support::dns::{DnsServer, Record};
 use crate::support::launch::{Launcher, assert_exit, run};
 
@@ -20,13 +20,16 @@ fn echo_through(launcher: &Launcher, payload: &[u8]) -> Vec<u8> {
 fn fails_over_past_a_refusing_address() {
     let listeners = backend::same_port(&["127.0.0.3"]);
     let port = listeners[0].local_addr().unwrap().port();
-    let dead = refusing("127.0.0.2", port);
+    let refusing = Refusing::on("127.0.0.2", port).expect("the port is free on 127.0.0.2 too");
+    let dead = refusing.address;
     let good = serve(listeners.into_iter().next().unwrap(), echo_conn);
     let dns = DnsServer::start();
     dns.set("app.test", &[a("127.0.0.2"), a("127.0.0.3")]);
     let launcher = Launcher::inetd(&[dns.arg(), "-v".into(), format!("app.test:{port}")]);
     assert_eq!(echo_through(&launcher, b"hello"), b"hello");
     assert_eq!(good.accepted(), 1);
+    // The session line comes last down the same pipe: once it is in, every step line is.
+    launcher.sessions(1);
     let log = launcher.log().join("\n");
     assert!(
         log.contains(&format!("{dead}: Connection refused")),
@@ -49,6 +52,8 @@ fn fails_over_past_a_black_holed_address() {
     let launcher = Launcher::inetd(&[dns.arg(), "-v".into(), format!("app.test:{port}")]);
     assert_eq!(echo_through(&launcher, b"hello"), b"hello");
     assert_eq!(good.accepted(), 1);
+    // The session line comes last down the same pipe: once it is in, every step line is.
+    launcher.sessions(1);
     let log = launcher.log().join("\n");
     assert!(
         log.contains(&format!("connecting to {}", hole.address)),
@@ -62,10 +67,8 @@ fn fails_over_past_a_black_holed_address() {
 
 #[test]
 fn every_address_failing_exits_69_with_each_error() {
-    let port = backend::same_port(&["127.0.0.2"])[0]
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = backend::refusing_on(&["127.0.0.2", "127.0.0.3"]);
+    let port = refusing[0].address.port();
     let dns = DnsServer::start();
     dns.set("app.test", &[a("127.0.0.2"), a("127.0.0.3")]);
     let out = run(&[dns.arg(), format!("app.test:{port}")], Stdio::null());

@@ -105,7 +105,10 @@ fn explicit_stderr_logging_still_never_writes_into_the_client() {
     let (mut proxy, mut client) = Stdio3::unix(&["--log=stderr", "-v", &echo.address.to_string()]);
     let got = backend::say(&mut client, b"data");
     assert!(proxy.wait().success());
-    assert_eq!(got, b"data");
+    assert_eq!(got, b"data", "the echo and nothing else");
+    wait_for("the session line in syslog instead", || {
+        proxy.syslog().into_iter().find(|m| m.contains("session "))
+    });
 }
 
 #[test]
@@ -173,10 +176,8 @@ fn log_syslog_sends_lines_to_syslog_even_when_stderr_could_take_them() {
 fn at_a_terminal_errors_and_steps_are_shown_on_it() {
     // fds 0, 1 and 2 are one terminal, as when dynproxy is typed at a shell prompt: that
     // is a person, not a client socket that must not see log lines.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let refused = backend::refusing("127.0.0.1", port);
+    let refusing = backend::Refusing::on("127.0.0.1", 0).unwrap();
+    let refused = refusing.address;
     let command = format!("{} -v {refused}", dynproxy());
     let out = crate::support::launch::run_with_input(
         Command::new("script").args(["--quiet", "--return", "--command", &command, "/dev/null"]),

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::backend::{self, serve};
 use crate::support::data;
-use crate::support::launch::{ByHand, Launcher, Style, assert_exit, pause};
+use crate::support::launch::{ByHand, Launcher, Style, assert_exit, output, pause};
 use crate::support::{WAIT, rss_kib, wait_for};
 
 const MIB: u64 = 1024 * 1024;
@@ -147,7 +147,8 @@ fn a_backend_that_reads_nothing_keeps_memory_bounded() {
 #[test]
 fn idle_session_ends_after_exit_idle_time_with_status_0() {
     let echo = backend::echo("127.0.0.1");
-    let (proxy, mut client) = ByHand::start(&["--exit-idle-time=0.3", &echo.address.to_string()]);
+    // Long enough that the round trip below finishes well inside it on a loaded machine.
+    let (proxy, mut client) = ByHand::start(&["--exit-idle-time=2", &echo.address.to_string()]);
     client.write_all(b"one").unwrap();
     let mut buf = [0u8; 3];
     client.read_exact(&mut buf).unwrap();
@@ -189,7 +190,7 @@ fn a_backend_reset_ends_the_session() {
     let mut rest = Vec::new();
     let _ = client.read_to_end(&mut rest);
     let (status, stderr) = proxy.finish();
-    assert!(matches!(status.code(), Some(0 | 74)), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("end=reset"), "{stderr}");
     assert!(stderr.contains("reset by backend"), "{stderr}");
 }
@@ -200,21 +201,29 @@ fn a_client_reset_ends_the_session_and_closes_the_backend() {
     let closed_tx = std::sync::Mutex::new(closed_tx);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let backend = serve(listener, move |mut stream: TcpStream| {
-        stream.set_read_timeout(Some(WAIT)).unwrap();
+        // Longer than the test waits: a close that only this timeout brings must fail it.
+        stream.set_read_timeout(Some(2 * WAIT)).unwrap();
         let mut sink = Vec::new();
-        let result = stream.read_to_end(&mut sink);
-        closed_tx.lock().unwrap().send(result.is_ok()).unwrap();
+        let result = stream
+            .read_to_end(&mut sink)
+            .map(drop)
+            .map_err(|e| e.kind());
+        closed_tx.lock().unwrap().send(result).unwrap();
     });
     let launcher = Launcher::inetd(&[backend.address.to_string()]);
     let mut stream = launcher.connect();
     stream.write_all(&[1u8; 100_000]).unwrap();
     set_linger_zero(&stream);
     drop(stream);
+    let closed = closed_rx
+        .recv_timeout(WAIT)
+        .expect("the backend connection was never closed");
     assert!(
-        closed_rx.recv_timeout(WAIT).is_ok(),
-        "the backend connection was never closed"
+        matches!(closed, Ok(()) | Err(std::io::ErrorKind::ConnectionReset)),
+        "{closed:?}"
     );
-    assert!(launcher.sessions(1)[0].contains("end="));
+    let line = &launcher.sessions(1)[0];
+    assert!(line.contains("end=reset"), "{line}");
 }
 
 #[test]
@@ -269,12 +278,12 @@ fn echo_round_trips_keep_order_across_many_small_writes() {
 fn an_io_error_toward_the_client_exits_74() {
     // /dev/full refuses every write with ENOSPC: an I/O error that is no peer's reset.
     let echo = backend::echo("127.0.0.1");
-    let out = std::process::Command::new("sh")
-        .args(["-c", r#"printf data | "$0" "$1" >/dev/full"#])
-        .arg(crate::support::dynproxy())
-        .arg(echo.address.to_string())
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new("sh")
+            .args(["-c", r#"printf data | "$0" "$1" >/dev/full"#])
+            .arg(crate::support::dynproxy())
+            .arg(echo.address.to_string()),
+    );
     let stderr = assert_exit(&out, 74);
     assert!(
         stderr.contains("writing to the client: No space left on device"),
@@ -465,7 +474,7 @@ fn an_answer_the_backend_sent_before_its_reset_reaches_the_client() {
         "{stderr}"
     );
     assert!(stderr.contains("reset by backend"), "{stderr}");
-    assert!(matches!(status.code(), Some(0 | 74)), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
 #[test]

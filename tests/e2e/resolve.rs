@@ -38,9 +38,10 @@ fn a_changed_answer_reaches_the_new_backend_on_the_next_session() {
     let launcher = Launcher::inetd(&[dns.arg(), format!("app.test:{port}")]);
 
     assert_eq!(read_banner(&mut launcher.connect()), "old");
+    let after_first = dns.queries();
     dns.set("app.test", &[a("127.0.0.3")]);
     assert_eq!(read_banner(&mut launcher.connect()), "new");
-    assert!(dns.queries() >= 2, "each session must ask DNS");
+    assert!(dns.queries() > after_first, "each session must ask DNS");
 }
 
 #[test]
@@ -196,7 +197,7 @@ fn resolv_conf_servers_search_and_ndots_are_used() {
     let echo = backend::echo("127.0.0.1");
     dns.set("app.internal.test", &[a("127.0.0.1")]);
     let out = with_resolv_conf(
-        "nameserver 127.53.0.1\nsearch internal.test\noptions ndots:1 timeout:2 attempts:1\n",
+        "nameserver 127.53.0.1\nsearch internal.test\noptions ndots:1 timeout:5 attempts:2\n",
         &format!("app:{}", echo.address.port()),
         b"via resolv.conf",
     );
@@ -248,4 +249,70 @@ fn a_session_without_dns_answer_leaves_the_client_socket_clean() {
     crate::support::assert_receives_nothing(&mut stream);
     let _ = stream.shutdown(Shutdown::Both);
     assert!(launcher.sessions(1)[0].contains("status=68"));
+}
+
+#[test]
+fn a_server_that_never_answers_aaaa_costs_the_resolution_delay_not_a_timeout() {
+    // Once A has answered, AAAA gets 50 ms more (RFC 8305); without that bound the session
+    // would wait out the resolve timeout (3 s: sixty times the delay) and fail with 75.
+    let echo = backend::echo("127.0.0.1");
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1")]);
+    dns.behave(Behaviour::SilentForAaaa);
+    let (code, stderr) = attempt(&[
+        dns.arg(),
+        "--resolve-timeout=3".into(),
+        format!("app.test:{}", echo.address.port()),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(echo.accepted(), 1);
+}
+
+#[test]
+fn ipv6_is_tried_first_and_an_ipv4_address_then_serves() {
+    // Happy Eyeballs: a black-holed IPv6 address first, the IPv4 one 250 ms later.
+    let mut listeners = backend::same_port(&["::1", "127.0.0.1"]).into_iter();
+    let hole = backend::BlackHole::new(listeners.next().unwrap());
+    let good = serve(listeners.next().unwrap(), banner("v4"));
+    let port = hole.address.port();
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1"), aaaa("::1")]);
+    let launcher = Launcher::inetd(&[dns.arg(), "-v".into(), format!("app.test:{port}")]);
+    assert_eq!(read_banner(&mut launcher.connect()), "v4");
+    let line = launcher.sessions(1).remove(0);
+    assert!(line.contains("backend=127.0.0.1:"), "{line}");
+    let log = launcher.log();
+    let order: Vec<&String> = log.iter().filter(|l| l.contains("connecting to")).collect();
+    assert_eq!(order.len(), 2, "{log:?}");
+    assert!(order[0].contains("connecting to [::1]:"), "{log:?}");
+    assert!(order[1].contains("connecting to 127.0.0.1:"), "{log:?}");
+    assert_eq!(good.accepted(), 1);
+}
+
+#[test]
+fn a_stop_while_resolving_ends_at_once_without_a_session_line() {
+    use std::os::unix::process::ExitStatusExt;
+    let dns = DnsServer::start();
+    dns.behave(Behaviour::Silent);
+    let mut child = Command::new(dynproxy())
+        .args([
+            dns.arg(),
+            "--resolve-timeout=60".into(),
+            "app.test:80".into(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::support::wait_for("the query to reach the DNS server", || {
+        (dns.queries() > 0).then_some(())
+    });
+    // SAFETY: kill(2) sends SIGTERM to the dynproxy child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = crate::support::wait_exit(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{stderr}");
+    assert!(!stderr.contains("session "), "{stderr}");
 }

@@ -5,7 +5,7 @@ use std::net::{Shutdown, TcpListener};
 use std::process::{Command, Stdio};
 
 use crate::support::backend;
-use crate::support::launch::{Launcher, Stdio3, assert_exit};
+use crate::support::launch::{Launcher, Stdio3, assert_exit, output};
 use crate::support::{TempDir, dynproxy, wait_exit};
 
 fn round_trip(mut stream: impl Read + Write, close: impl FnOnce(&mut dyn Write)) -> String {
@@ -58,13 +58,13 @@ fn pipes_on_stdin_and_stdout_like_socat_stdio() {
     let dir = TempDir::new();
     let input = dir.join("in");
     std::fs::write(&input, b"from a pipe\n").unwrap();
-    let out = Command::new("sh")
-        .args(["-c", r#"cat "$1" | "$0" "$2" | cat"#])
-        .arg(dynproxy())
-        .arg(&input)
-        .arg(echo.address.to_string())
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new("sh")
+            .args(["-c", r#"cat "$1" | "$0" "$2" | cat"#])
+            .arg(dynproxy())
+            .arg(&input)
+            .arg(echo.address.to_string()),
+    );
     assert_exit(&out, 0);
     assert_eq!(out.stdout, b"from a pipe\n");
 }
@@ -104,13 +104,15 @@ fn dev_null_on_stdin_and_stdout() {
 fn stdin_left_blocking_for_the_parent() {
     // A shell's terminal or pipe is shared: O_NONBLOCK set on it would break the shell.
     let echo = backend::echo("127.0.0.1");
-    let script = r#"exec 3>&1; printf x | { "$0" "$1" >/dev/null; python3 -c 'import os,fcntl; print(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK)'; }"#;
-    let out = Command::new("sh")
-        .args(["-c", script])
-        .arg(dynproxy())
-        .arg(echo.address.to_string())
-        .output()
-        .unwrap();
+    let script = r#"printf x | { "$0" "$1" >/dev/null; status=$?; python3 -c 'import os,fcntl; print(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK)'; exit $status; }"#;
+    let out = output(
+        Command::new("sh")
+            .args(["-c", script])
+            .arg(dynproxy())
+            .arg(echo.address.to_string()),
+    );
+    let stderr = assert_exit(&out, 0);
+    assert_eq!(echo.accepted(), 1, "dynproxy relayed: {stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
 }
 
@@ -121,13 +123,13 @@ fn a_shared_stdout_pipe_is_left_blocking_even_when_it_cannot_be_reopened() {
     // before dynproxy lets go of the pipe at its end of stream.
     let echo = backend::echo("127.0.0.1");
     let script = r#"umount -l /proc && printf x | { "$0" "$1"; python3 -c 'import os,fcntl; print(fcntl.fcntl(1, fcntl.F_GETFL) & os.O_NONBLOCK)'; } | cat"#;
-    let out = Command::new("unshare")
-        .args(["--mount", "sh", "-c", script])
-        .arg(dynproxy())
-        .arg(echo.address.to_string())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new("unshare")
+            .args(["--mount", "sh", "-c", script])
+            .arg(dynproxy())
+            .arg(echo.address.to_string())
+            .stderr(Stdio::piped()),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "x0\n", "{stderr}");
@@ -135,12 +137,12 @@ fn a_shared_stdout_pipe_is_left_blocking_even_when_it_cannot_be_reopened() {
 
 #[test]
 fn several_listen_fds_are_a_usage_error() {
-    let out = Command::new("sh")
-        .args(["-c", r#"LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" 127.0.0.1:9"#])
-        .arg(dynproxy())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new("sh")
+            .args(["-c", r#"LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" 127.0.0.1:9"#])
+            .arg(dynproxy())
+            .stdin(Stdio::null()),
+    );
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("LISTEN_FDS"));
 }
@@ -169,15 +171,47 @@ fn a_listening_socket_is_a_usage_error_accept_no() {
 }
 
 #[test]
+fn a_listening_socket_on_fd_3_is_a_usage_error_accept_no() {
+    // systemd-socket-activate without --accept passes its listening socket on fd 3.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("systemd-socket-activate")
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(dynproxy())
+        .arg("127.0.0.1:9")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _client = crate::support::wait_for("the launcher to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("Accept=yes"), "{stderr}");
+}
+
+#[test]
 fn closed_stdio_descriptors_never_receive_a_socket() {
     // With fd 2 closed, a careless program's next socket would become "stderr".
     let echo = backend::echo("127.0.0.1");
-    let out = Command::new("sh")
-        .args(["-c", r#"printf abc | "$0" -v "$1" 2>&-"#])
-        .arg(dynproxy())
-        .arg(echo.address.to_string())
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new("sh")
+            .args(["-c", r#"printf abc | "$0" -v "$1" 2>&-"#])
+            .arg(dynproxy())
+            .arg(echo.address.to_string()),
+    );
     assert!(out.status.success());
     assert_eq!(
         out.stdout, b"abc",

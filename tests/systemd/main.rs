@@ -33,7 +33,7 @@ fn a(ip: &str) -> Record {
 
 fn deploy() -> Deployment {
     support::raise_fd_limit();
-    let manager = Manager::boot("nameserver 127.0.0.1\noptions timeout:2 attempts:2\n", &[]);
+    let manager = Manager::boot("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n", &[]);
     let (dns, backends) = manager.in_netns(|| {
         let dns = DnsServer::start_on("127.0.0.1:53".parse().unwrap());
         let backends = vec![

@@ -169,14 +169,46 @@ pub fn same_port(ips: &[&str]) -> Vec<TcpListener> {
     }
 }
 
-/// A port on which nothing listens: connections are refused at once.
-pub fn refusing(ip: &str, port: u16) -> SocketAddr {
-    let address: SocketAddr = (ip.parse::<std::net::IpAddr>().unwrap(), port).into();
-    assert!(
-        TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err(),
-        "{address} was supposed to refuse"
-    );
-    address
+/// A port on which nothing listens, so connections are refused at once, held by a socket
+/// that is bound and never listens: no other test can take the port while this lives.
+pub struct Refusing {
+    pub address: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+impl Refusing {
+    /// `port` 0: any free port. None if the port is taken.
+    pub fn on(ip: &str, port: u16) -> Option<Refusing> {
+        let address: SocketAddr = (ip.parse::<std::net::IpAddr>().unwrap(), port).into();
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(address),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        socket.bind(&address.into()).ok()?;
+        let address = socket.local_addr().unwrap().as_socket().unwrap();
+        Some(Refusing {
+            address,
+            _socket: socket,
+        })
+    }
+}
+
+/// Refusing ports on each of `ips`, all with the same port number (a target has one port).
+pub fn refusing_on(ips: &[&str]) -> Vec<Refusing> {
+    'retry: loop {
+        let first = Refusing::on(ips[0], 0).expect("a free port");
+        let port = first.address.port();
+        let mut all = vec![first];
+        for ip in &ips[1..] {
+            match Refusing::on(ip, port) {
+                Some(refusing) => all.push(refusing),
+                None => continue 'retry,
+            }
+        }
+        return all;
+    }
 }
 
 /// A listener whose accept queue is full and never drained: the kernel drops new SYNs, so

@@ -31,6 +31,8 @@ pub enum Behaviour {
     Refused,
     /// Reads the query and never answers.
     Silent,
+    /// Answers A queries; never answers AAAA ones, as some broken servers and middleboxes.
+    SilentForAaaa,
     /// Answers after this long.
     Slow(Duration),
     /// The query's ID, then bytes that are not a DNS message.
@@ -353,6 +355,8 @@ fn reply(query: &[u8], state: &State, udp: bool) -> Option<Vec<u8>> {
         Behaviour::ServFail => message(&question, 2, false, &[], &[]),
         Behaviour::Refused => message(&question, 5, false, &[], &[]),
         Behaviour::Silent => return None,
+        Behaviour::SilentForAaaa if question.qtype == TYPE_AAAA => return None,
+        Behaviour::SilentForAaaa => normal(),
         Behaviour::Garbage => {
             let mut out = question.id.to_vec();
             out.extend_from_slice(b"\xff\xffthis is not a DNS message at all");

@@ -262,6 +262,38 @@ pub fn run<S: AsRef<OsStr>>(args: &[S], stdin: Stdio) -> Output {
     collect(child)
 }
 
+/// Runs dynproxy like `run` with stdin /dev/null, in a private mount namespace whose
+/// /etc/resolv.conf names only 127.0.0.1: should a bug make it resolve a name it should
+/// have refused, the query still stays on loopback.
+pub fn run_offline<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    let dir = TempDir::new();
+    std::fs::write(dir.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+    output(
+        Command::new("unshare")
+            .args([
+                "--mount",
+                "sh",
+                "-c",
+                r#"mount --bind "$0" "$(realpath /etc/resolv.conf)" && exec "$@""#,
+            ])
+            .arg(dir.join("resolv.conf"))
+            .arg(dynproxy())
+            .args(args),
+    )
+}
+
+/// `Command::output`, bounded: stdin is /dev/null, and a child that outlives WAIT is killed
+/// and fails the test instead of hanging the suite.
+pub fn output(command: &mut Command) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    collect(child)
+}
+
 /// Asserts the exit status of a finished run, showing its stderr if it differs; returns
 /// that stderr for further checks.
 pub fn assert_exit(out: &Output, code: i32) -> String {
