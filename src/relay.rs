@@ -246,13 +246,15 @@ fn stalled(spliced: &io::Result<usize>) -> bool {
     }
 }
 
-/// Reads the urgent byte (in line, see `Relay::run`) and what follows it into the empty pipe.
+/// Reads the urgent byte (in line: `register` set SO_OOBINLINE) and what follows it into the
+/// empty pipe.
 fn read_past_urgent_mark(fd: RawFd, pipe: RawFd) -> io::Result<usize> {
     // An empty pipe takes a write of up to PIPE_BUF (4096) bytes whole.
     let mut chunk = [0u8; 4096];
     let n = sys::read(fd, &mut chunk)?;
-    if n > 0 {
-        sys::write(pipe, &chunk[..n])?;
+    if n > 0 && sys::write(pipe, &chunk[..n])? != n {
+        // Cannot happen (see above); were it to, the session must fail, not lose bytes.
+        return Err(io::Error::other("the pipe took only part of what was read"));
     }
     Ok(n)
 }
@@ -346,7 +348,8 @@ impl Flow {
         let from = &ports[self.from];
         for _ in 0..ROUNDS {
             self.flush(ports);
-            if self.buffered() > 0 || self.eof || !from.readable {
+            // No readiness asked: the reset may have come before its event.
+            if self.buffered() > 0 || self.eof {
                 return;
             }
             match self.fill(from.fd, from.urgent) {
