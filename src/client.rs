@@ -122,17 +122,17 @@ impl Client {
     /// open file that the parent (a shell, a terminal) still uses: pipes and terminals are
     /// reopened privately; sockets get the flag, and it is put back when the result drops.
     pub fn nonblocking(&self) -> Nonblocking {
-        let mut undo = Undo::default();
-        let input = undo.adopt(self.input, false);
+        let mut reopened = Vec::new();
+        let input = adopt(self.input, false, &mut reopened);
         let output = if self.is_one_socket() {
             input
         } else {
-            undo.adopt(self.output, true)
+            adopt(self.output, true, &mut reopened)
         };
         Nonblocking {
             input,
             output,
-            _undo: undo,
+            _reopened: reopened,
         }
     }
 }
@@ -148,58 +148,52 @@ impl End {
     }
 }
 
-/// The client's descriptors as the relay uses them.
+/// The client's descriptors as the relay uses them. Dropping it puts back the flags it
+/// changed on shared open files and closes the private reopenings.
 #[derive(Debug)]
 pub struct Nonblocking {
     pub input: End,
     pub output: End,
-    _undo: Undo,
+    _reopened: Vec<OwnedFd>,
 }
 
-/// What making the client non-blocking changed: private reopenings to close, file status
-/// flags to put back. Both happen when it drops.
-#[derive(Debug, Default)]
-struct Undo {
-    reopened: Vec<OwnedFd>,
-    restore: Vec<(RawFd, i32)>,
-}
-
-impl Undo {
-    fn adopt(&mut self, end: End, write: bool) -> End {
-        if end.kind == Kind::Plain {
-            return end;
-        }
-        if matches!(end.kind, Kind::Pipe | Kind::Tty) {
-            if let Ok(fd) = reopen(end.fd, write) {
-                let private = End {
-                    fd: fd.as_raw_fd(),
-                    ..end
-                };
-                self.reopened.push(fd);
-                return private;
-            }
-        }
-        if let Ok(flags) = sys::get_flags(end.fd) {
-            if flags & libc::O_NONBLOCK == 0
-                && sys::set_flags(end.fd, flags | libc::O_NONBLOCK).is_ok()
-            {
-                self.restore.push((end.fd, flags));
-                return End {
-                    shared_flags: Some(flags),
-                    ..end
-                };
-            }
-        }
-        end
-    }
-}
-
-impl Drop for Undo {
+impl Drop for Nonblocking {
     fn drop(&mut self) {
-        for &(fd, flags) in &self.restore {
-            let _ = sys::set_flags(fd, flags);
+        let output = (self.output.fd != self.input.fd).then_some(self.output);
+        for end in std::iter::once(self.input).chain(output) {
+            if let Some(flags) = end.shared_flags {
+                let _ = sys::set_flags(end.fd, flags);
+            }
         }
     }
+}
+
+/// `end`, non-blocking: a private reopening (kept in `reopened`) or, failing that, the
+/// shared open file with O_NONBLOCK, its old flags noted in `shared_flags`.
+fn adopt(end: End, write: bool, reopened: &mut Vec<OwnedFd>) -> End {
+    if end.kind == Kind::Plain {
+        return end;
+    }
+    if matches!(end.kind, Kind::Pipe | Kind::Tty) {
+        if let Ok(fd) = reopen(end.fd, write) {
+            let private = End {
+                fd: fd.as_raw_fd(),
+                ..end
+            };
+            reopened.push(fd);
+            return private;
+        }
+    }
+    if let Ok(flags) = sys::get_flags(end.fd) {
+        if flags & libc::O_NONBLOCK == 0 && sys::set_flags(end.fd, flags | libc::O_NONBLOCK).is_ok()
+        {
+            return End {
+                shared_flags: Some(flags),
+                ..end
+            };
+        }
+    }
+    end
 }
 
 /// A new open file description of the same pipe or terminal, so that O_NONBLOCK on it is

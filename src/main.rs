@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     };
     if client.stderr_is_client {
         // Our log never writes there then, but Rust's panic and out-of-memory handlers do.
-        let _ = sys::silence_stderr();
+        let _ = sys::point_at_dev_null(&[2]);
     }
     let args = match cli::parse() {
         Parsed::Run(args) => args,

@@ -14,7 +14,6 @@
 //! mio is edge-triggered: readiness is remembered per descriptor (`Port`) and forgotten only
 //! when a call says WouldBlock.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -427,12 +426,11 @@ fn finish_writing(port: &Port) -> io::Result<()> {
                 // Our parent's pipe must not keep our O_NONBLOCK once we let go of it.
                 let _ = sys::set_flags(port.fd, flags);
             }
-            let null: OwnedFd = File::options().write(true).open("/dev/null")?.into();
-            sys::replace_fd(&null, port.fd)?;
-            if port.inherited != port.fd {
-                sys::replace_fd(&null, port.inherited)?;
+            if port.inherited == port.fd {
+                sys::point_at_dev_null(&[port.fd])
+            } else {
+                sys::point_at_dev_null(&[port.fd, port.inherited])
             }
-            Ok(())
         }
         Kind::Tty | Kind::Plain => Ok(()),
     }

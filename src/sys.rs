@@ -176,13 +176,13 @@ pub fn keep_urgent_inline(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1)
 }
 
-/// Points fd 2 at /dev/null.
-pub fn silence_stderr() -> io::Result<()> {
+/// Points each of `fds` at /dev/null (opened once, for writing).
+pub fn point_at_dev_null(fds: &[RawFd]) -> io::Result<()> {
     let null: OwnedFd = std::fs::File::options()
         .write(true)
         .open("/dev/null")?
         .into();
-    replace_fd(&null, 2)
+    fds.iter().try_for_each(|&fd| replace_fd(&null, fd))
 }
 
 type NameFn = unsafe extern "C" fn(i32, *mut libc::sockaddr, *mut libc::socklen_t) -> i32;

@@ -1,7 +1,7 @@
 //! Logging: one line per session with what an admin needs, never a byte in the client's
 //! socket, syslog when stderr is the client, the journal's priorities when it is the journal.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -196,9 +196,7 @@ fn stderr_that_is_the_client_is_pointed_at_dev_null_for_the_session() {
     // Nothing of ours writes there, but a panic or failed allocation message would.
     let echo = backend::echo("127.0.0.1");
     let (mut proxy, mut client) = Stdio3::tcp("127.0.0.1", &[echo.address.to_string()]);
-    client.write_all(b"ping").unwrap();
-    let mut pong = [0u8; 4];
-    client.read_exact(&mut pong).unwrap();
+    backend::echoed(&mut client, b"ping");
     let fd2 = std::fs::read_link(format!("/proc/{}/fd/2", proxy.child.id())).unwrap();
     assert_eq!(fd2, std::path::Path::new("/dev/null"));
     client.shutdown(std::net::Shutdown::Write).unwrap();

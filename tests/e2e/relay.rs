@@ -159,22 +159,33 @@ fn idle_session_ends_after_exit_idle_time_with_status_0() {
     assert!(stderr.contains("end=idle"), "{stderr}");
 }
 
+/// Closing then resets the connection instead of ending it.
 fn set_linger_zero(stream: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: setsockopt reads a linger struct that lives across the call.
+    set_option(stream, libc::SO_LINGER, &linger);
+}
+
+/// A SOL_SOCKET option.
+fn set_option<T>(stream: &TcpStream, name: i32, value: &T) {
+    // SAFETY: setsockopt reads a T that lives across the call.
     let ret = unsafe {
         libc::setsockopt(
             stream.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&raw const linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     assert_eq!(ret, 0);
+}
+
+/// The urgent byte in line, where a plain read shows it.
+fn keep_urgent_inline(stream: &TcpStream) {
+    set_option(stream, libc::SO_OOBINLINE, &1i32);
 }
 
 #[test]
@@ -350,65 +361,42 @@ fn send_urgent(stream: &TcpStream, byte: u8) {
     assert_eq!(sent, 1);
 }
 
-/// A backend that reports everything it received up to the client's end of stream.
-fn recording_backend() -> (backend::Backend, mpsc::Receiver<Vec<u8>>) {
+/// Through dynproxy, a client sends `before`, one urgent `!`, `after` and its end; returns
+/// what the backend received up to that end (reading with the urgent byte in line), and
+/// the launcher, for the session line.
+fn relayed_with_urgent_byte(before: &[u8], after: &[u8]) -> (String, Launcher) {
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let backend = serve(listener, move |mut stream: TcpStream| {
-        // The urgent byte in line, where a plain read shows it.
-        set_int_option(&stream, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1);
+        keep_urgent_inline(&stream);
         let mut received = Vec::new();
         let _ = stream.read_to_end(&mut received);
         tx.lock().unwrap().send(received).unwrap();
     });
-    (backend, rx)
-}
-
-fn set_int_option(stream: &TcpStream, level: i32, name: i32, value: i32) {
-    // SAFETY: setsockopt reads an int that lives across the call.
-    let ret = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            level,
-            name,
-            (&raw const value).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(ret, 0);
+    let launcher = Launcher::inetd(&[backend.address.to_string()]);
+    let mut stream = launcher.connect();
+    stream.write_all(before).unwrap();
+    send_urgent(&stream, b'!');
+    stream.write_all(after).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let got = rx.recv_timeout(WAIT).expect("the backend saw the end");
+    (String::from_utf8_lossy(&got).into_owned(), launcher)
 }
 
 #[test]
 fn an_urgent_byte_from_the_client_stays_in_the_stream() {
     // splice(2) stops at the urgent mark: without care the rest of the stream never moves.
-    let (backend, received) = recording_backend();
-    let launcher = Launcher::inetd(&[backend.address.to_string()]);
-    let mut stream = launcher.connect();
-    stream.write_all(b"before ").unwrap();
-    send_urgent(&stream, b'!');
-    stream.write_all(b" after").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let got = received
-        .recv_timeout(WAIT)
-        .expect("the backend saw the end");
-    assert_eq!(String::from_utf8_lossy(&got), "before ! after");
+    let (got, launcher) = relayed_with_urgent_byte(b"before ", b" after");
+    assert_eq!(got, "before ! after");
     assert!(launcher.sessions(1)[0].contains("end=closed"));
 }
 
 #[test]
 fn an_urgent_byte_right_before_the_end_is_not_lost() {
     // At the mark with the peer's end of stream behind it, splice(2) reports an end.
-    let (backend, received) = recording_backend();
-    let launcher = Launcher::inetd(&[backend.address.to_string()]);
-    let mut stream = launcher.connect();
-    stream.write_all(b"last byte urgent:").unwrap();
-    send_urgent(&stream, b'!');
-    stream.shutdown(Shutdown::Write).unwrap();
-    let got = received
-        .recv_timeout(WAIT)
-        .expect("the backend saw the end");
-    assert_eq!(String::from_utf8_lossy(&got), "last byte urgent:!");
+    let (got, _launcher) = relayed_with_urgent_byte(b"last byte urgent:", b"");
+    assert_eq!(got, "last byte urgent:!");
 }
 
 #[test]
@@ -421,7 +409,7 @@ fn an_urgent_byte_from_the_backend_reaches_the_client_in_the_stream() {
     });
     let launcher = Launcher::inetd(&[backend.address.to_string()]);
     let mut stream = launcher.connect();
-    set_int_option(&stream, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1);
+    keep_urgent_inline(&stream);
     let mut got = Vec::new();
     stream.read_to_end(&mut got).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), "ab!cd");
@@ -482,15 +470,8 @@ fn a_hangup_the_parent_ignores_does_not_end_the_session() {
     // `nohup dynproxy …`: SIGHUP is ignored, and a blocked signal is queued even so.
     use std::os::unix::process::CommandExt;
     let echo = backend::echo("127.0.0.1");
-    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
-    client.set_read_timeout(Some(WAIT)).unwrap();
-    let server = std::os::fd::OwnedFd::from(server);
-    let mut command = std::process::Command::new(crate::support::dynproxy());
-    command
-        .arg(echo.address.to_string())
-        .stdin(Stdio::from(server.try_clone().unwrap()))
-        .stdout(Stdio::from(server))
-        .stderr(Stdio::null());
+    let mut command = Command::new(crate::support::dynproxy());
+    command.arg(echo.address.to_string());
     // SAFETY: only signal(2), which is async-signal-safe, runs between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -498,21 +479,12 @@ fn a_hangup_the_parent_ignores_does_not_end_the_session() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
-    let mut client = client;
-    assert_eq!(round_trip(&mut client, b"before"), b"before");
+    let (proxy, mut client) = ByHand::spawn(&mut command);
+    assert_eq!(backend::echoed(&mut client, b"before"), b"before");
     // SAFETY: kill(2) sends SIGHUP to the dynproxy child we started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
-    assert_eq!(round_trip(&mut client, b"after"), b"after");
+    unsafe { libc::kill(proxy.child.id() as i32, libc::SIGHUP) };
+    assert_eq!(backend::echoed(&mut client, b"after"), b"after");
     client.shutdown(Shutdown::Write).unwrap();
-    let status = crate::support::wait_exit(&mut child);
-    assert_eq!(status.code(), Some(0));
-}
-
-/// Sends `bytes` to an echo and reads as many back.
-fn round_trip(stream: &mut (impl Read + Write), bytes: &[u8]) -> Vec<u8> {
-    stream.write_all(bytes).unwrap();
-    let mut back = vec![0u8; bytes.len()];
-    stream.read_exact(&mut back).unwrap();
-    back
+    let (status, stderr) = proxy.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
 }

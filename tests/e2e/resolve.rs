@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::backend::{self, banner, read_banner, serve};
 use crate::support::dns::{Behaviour, DnsServer, Record};
-use crate::support::launch::{Launcher, assert_exit, run, run_with_input};
+use crate::support::launch::{Launcher, assert_exit, collect, run, run_with_input};
 use crate::support::{TempDir, dynproxy, is_root};
 
 fn a(ip: &str) -> Record {
@@ -294,14 +294,14 @@ fn a_stop_while_resolving_ends_at_once_without_a_session_line() {
     use std::os::unix::process::ExitStatusExt;
     let dns = DnsServer::start();
     dns.behave(Behaviour::Silent);
-    let mut child = Command::new(dynproxy())
+    let child = Command::new(dynproxy())
         .args([
             dns.arg(),
             "--resolve-timeout=60".into(),
             "app.test:80".into(),
         ])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -310,9 +310,8 @@ fn a_stop_while_resolving_ends_at_once_without_a_session_line() {
     });
     // SAFETY: kill(2) sends SIGTERM to the dynproxy child we started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = crate::support::wait_exit(&mut child);
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGTERM), "{stderr}");
+    let out = collect(child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{stderr}");
     assert!(!stderr.contains("session "), "{stderr}");
 }

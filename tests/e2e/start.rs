@@ -5,7 +5,7 @@ use std::net::{Shutdown, TcpListener};
 use std::process::{Command, Stdio};
 
 use crate::support::backend;
-use crate::support::launch::{Launcher, Stdio3, assert_exit, output};
+use crate::support::launch::{Launcher, Stdio3, assert_exit, collect, free_port, output};
 use crate::support::{TempDir, dynproxy, wait_exit};
 
 fn round_trip(mut stream: impl Read + Write, close: impl FnOnce(&mut dyn Write)) -> String {
@@ -151,54 +151,34 @@ fn several_listen_fds_are_a_usage_error() {
 fn a_listening_socket_is_a_usage_error_accept_no() {
     // Accept=no hands over the listening socket itself: say so instead of hanging.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut child = Command::new(dynproxy())
+    let child = Command::new(dynproxy())
         .arg("127.0.0.1:9")
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_exit(&mut child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(64));
+    let stderr = assert_exit(&collect(child), 64);
     assert!(stderr.contains("Accept=yes"), "{stderr}");
 }
 
 #[test]
 fn a_listening_socket_on_fd_3_is_a_usage_error_accept_no() {
     // systemd-socket-activate without --accept passes its listening socket on fd 3.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new("systemd-socket-activate")
+    let port = free_port();
+    let child = Command::new("systemd-socket-activate")
         .arg(format!("--listen=127.0.0.1:{port}"))
         .arg(dynproxy())
         .arg("127.0.0.1:9")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let _client = crate::support::wait_for("the launcher to listen", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
-    let status = wait_exit(&mut child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(64), "{stderr}");
+    let stderr = assert_exit(&collect(child), 64);
     assert!(stderr.contains("Accept=yes"), "{stderr}");
 }
 

@@ -39,6 +39,14 @@ pub fn say<C: Conn>(conn: &mut C, bytes: &[u8]) -> Vec<u8> {
     reply
 }
 
+/// Sends `bytes` to an echo and reads as many back, without ending the stream.
+pub fn echoed<C: Read + Write>(conn: &mut C, bytes: &[u8]) -> Vec<u8> {
+    conn.write_all(bytes).unwrap();
+    let mut back = vec![0u8; bytes.len()];
+    conn.read_exact(&mut back).unwrap();
+    back
+}
+
 /// A listening backend that runs a handler per connection, each in its own thread.
 pub struct Backend {
     pub address: SocketAddr,
@@ -155,17 +163,31 @@ pub fn read_banner(stream: &mut impl Read) -> String {
 /// Listeners on the same free port of several loopback addresses, for a name whose
 /// answer lists them all (a target has one port).
 pub fn same_port(ips: &[&str]) -> Vec<TcpListener> {
+    on_one_port(
+        ips,
+        |ip, port| TcpListener::bind((ip, port)).ok(),
+        |l| l.local_addr().unwrap().port(),
+    )
+}
+
+/// `bind(ip, port)` on every one of `ips` with one port number, the first one's free port;
+/// tried again from the start when another address has that port taken.
+fn on_one_port<T>(
+    ips: &[&str],
+    bind: impl Fn(&str, u16) -> Option<T>,
+    port_of: impl Fn(&T) -> u16,
+) -> Vec<T> {
     'retry: loop {
-        let first = TcpListener::bind((ips[0], 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![first];
+        let first = bind(ips[0], 0).expect("a free port");
+        let port = port_of(&first);
+        let mut all = vec![first];
         for ip in &ips[1..] {
-            match TcpListener::bind((*ip, port)) {
-                Ok(listener) => listeners.push(listener),
-                Err(_) => continue 'retry,
+            match bind(ip, port) {
+                Some(bound) => all.push(bound),
+                None => continue 'retry,
             }
         }
-        return listeners;
+        return all;
     }
 }
 
@@ -197,18 +219,7 @@ impl Refusing {
 
 /// Refusing ports on each of `ips`, all with the same port number (a target has one port).
 pub fn refusing_on(ips: &[&str]) -> Vec<Refusing> {
-    'retry: loop {
-        let first = Refusing::on(ips[0], 0).expect("a free port");
-        let port = first.address.port();
-        let mut all = vec![first];
-        for ip in &ips[1..] {
-            match Refusing::on(ip, port) {
-                Some(refusing) => all.push(refusing),
-                None => continue 'retry,
-            }
-        }
-        return all;
-    }
+    on_one_port(ips, Refusing::on, |r| r.address.port())
 }
 
 /// A listener whose accept queue is full and never drained: the kernel drops new SYNs, so

@@ -153,7 +153,7 @@ fn kill_group(child: &mut Child) {
 
 /// Ports below Linux's ephemeral range (32768-60999), so that no outgoing connection of a
 /// parallel test can take one between our choice and the launcher's bind; spread by pid.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let spread = (std::process::id() as usize * 7919 + n * 104_729) % 12_000;
@@ -315,8 +315,9 @@ pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
     collect(child)
 }
 
-/// Waits for the child (bounded) while reading its stdout and stderr to their ends.
-fn collect(mut child: Child) -> Output {
+/// Waits for the child (bounded) while reading its stdout and stderr (both piped) to their
+/// ends.
+pub fn collect(mut child: Child) -> Output {
     let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let out = thread::spawn(move || read_all(stdout));
     let err = thread::spawn(move || read_all(stderr));
@@ -349,12 +350,16 @@ pub struct ByHand {
 
 impl ByHand {
     pub fn start<S: AsRef<OsStr>>(args: &[S]) -> (ByHand, UnixStream) {
+        ByHand::spawn(Command::new(dynproxy()).args(args))
+    }
+
+    /// Like `start`, for a dynproxy command the caller has set up (arguments, pre_exec).
+    pub fn spawn(command: &mut Command) -> (ByHand, UnixStream) {
         let (client, server) = UnixStream::pair().unwrap();
         client.set_read_timeout(Some(WAIT)).unwrap();
         client.set_write_timeout(Some(WAIT)).unwrap();
         let server = OwnedFd::from(server);
-        let mut child = Command::new(dynproxy())
-            .args(args)
+        let mut child = command
             .stdin(Stdio::from(server.try_clone().unwrap()))
             .stdout(Stdio::from(server))
             .stderr(Stdio::piped())
