@@ -60,7 +60,8 @@ struct Port {
     side: &'static str,
     readable: bool,
     writable: bool,
-    /// Urgent data has arrived (EPOLLPRI) at some point: a stalled splice may be at its mark.
+    /// Urgent data has arrived (EPOLLPRI) at some point: a splice that finds nothing may be
+    /// at its mark.
     urgent: bool,
 }
 
@@ -157,8 +158,15 @@ impl Buffer {
             } => {
                 let spliced = sys::splice(fd, write.as_raw_fd(), *capacity - *len);
                 // At the urgent mark splice says "nothing yet" (or "end", if the peer has
-                // closed too), however much follows the mark.
-                let n = if urgent && stalled(&spliced) && sys::at_urgent_mark(fd) {
+                // closed too), however much follows the mark. An end is checked always: it
+                // is final, and the urgent data's event may not have been seen yet.
+                let suspect = match &spliced {
+                    Ok(n) => *n == 0,
+                    Err(e) => urgent && e.kind() == io::ErrorKind::WouldBlock,
+                };
+                let n = if suspect && sys::at_urgent_mark(fd) {
+                    // In line: the next read returns the byte, and FIONREAD counts it.
+                    sys::keep_urgent_inline(fd)?;
                     if *len > 0 {
                         // What came before the mark goes out first; then the pipe is empty.
                         return Err(io::ErrorKind::WouldBlock.into());
@@ -237,16 +245,7 @@ impl Buffer {
     }
 }
 
-/// Nothing moved: the source looks dry or ended.
-fn stalled(spliced: &io::Result<usize>) -> bool {
-    match spliced {
-        Ok(n) => *n == 0,
-        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-    }
-}
-
-/// Reads the urgent byte (in line: `register` set SO_OOBINLINE) and what follows it into the
-/// empty pipe.
+/// Reads the urgent byte (kept in line) and what follows it into the empty pipe.
 fn read_past_urgent_mark(fd: RawFd, pipe: RawFd) -> io::Result<usize> {
     // An empty pipe takes a write of up to PIPE_BUF (4096) bytes whole.
     let mut chunk = [0u8; 4096];
@@ -602,10 +601,14 @@ fn register(poll: &Poll, port: &Port, index: usize, flows: &[Flow]) -> io::Resul
         (false, true) => Interest::WRITABLE,
         _ => Interest::READABLE,
     };
-    // Urgent data is kept in line (see the module's comment) and announced as priority:
-    // the flow must then look for its mark. A socket without urgent data ignores both.
+    // Urgent data is announced as priority (see the module's comment): the flow must then
+    // look for its mark. read(2) would skip the byte before that event is seen, so a copying
+    // flow's socket keeps it in line from the start; splice stops at the mark, so a splicing
+    // flow sets that once it finds itself there.
     let interest = if reads && port.kind == Kind::Socket {
-        let _ = sys::keep_urgent_inline(port.fd);
+        if flows.iter().any(|f| f.from == index && !f.zero_copy) {
+            let _ = sys::keep_urgent_inline(port.fd);
+        }
         interest | Interest::PRIORITY
     } else {
         interest
