@@ -425,11 +425,8 @@ fn finish_writing(port: &Port) -> io::Result<()> {
                 // Our parent's pipe must not keep our O_NONBLOCK once we let go of it.
                 let _ = sys::set_flags(port.fd, flags);
             }
-            if port.inherited == port.fd {
-                sys::point_at_dev_null(&[port.fd])
-            } else {
-                sys::point_at_dev_null(&[port.fd, port.inherited])
-            }
+            // Both, if ours is a private reopening (pointing one twice does no harm).
+            sys::point_at_dev_null(&[port.fd, port.inherited])
         }
         Kind::Tty | Kind::Plain => Ok(()),
     }

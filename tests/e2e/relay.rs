@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +93,20 @@ fn flooding_backend() -> (backend::Backend, Arc<AtomicU64>) {
     (backend, written)
 }
 
+/// Counts what a client that reads nothing writes toward dynproxy, from a thread of its own.
+fn flood_from(client: &UnixStream) -> Arc<AtomicU64> {
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let mut writer = client.try_clone().unwrap();
+    thread::spawn(move || {
+        let chunk = vec![9u8; 64 * 1024];
+        while let Ok(n) = writer.write(&chunk) {
+            counter.fetch_add(n as u64, Ordering::SeqCst);
+        }
+    });
+    written
+}
+
 /// Waits until `counter` has not moved for a second: the writer is blocked.
 fn wait_stalled(counter: &AtomicU64) -> u64 {
     let mut last = (u64::MAX, Instant::now());
@@ -126,15 +141,7 @@ fn a_backend_that_reads_nothing_keeps_memory_bounded() {
         drop(stream);
     });
     let (proxy, client) = ByHand::start(&[backend.address.to_string()]);
-    let written = Arc::new(AtomicU64::new(0));
-    let counter = written.clone();
-    let mut writer = client.try_clone().unwrap();
-    thread::spawn(move || {
-        let chunk = vec![9u8; 64 * 1024];
-        while let Ok(n) = writer.write(&chunk) {
-            counter.fetch_add(n as u64, Ordering::SeqCst);
-        }
-    });
+    let written = flood_from(&client);
     let stalled_at = wait_stalled(&written);
     let rss = rss_kib(proxy.child.id()).expect("dynproxy is running");
     assert!(
@@ -432,15 +439,7 @@ fn an_answer_the_backend_sent_before_its_reset_reaches_the_client() {
         channels.1.send(()).unwrap();
     });
     let (proxy, client) = ByHand::start(&[backend.address.to_string()]);
-    let written = Arc::new(AtomicU64::new(0));
-    let counter = written.clone();
-    let mut writer = client.try_clone().unwrap();
-    thread::spawn(move || {
-        let chunk = vec![9u8; 64 * 1024];
-        while let Ok(n) = writer.write(&chunk) {
-            counter.fetch_add(n as u64, Ordering::SeqCst);
-        }
-    });
+    let written = flood_from(&client);
     wait_stalled(&written);
     // Stopped, dynproxy sees the answer and the reset arrive together, as a busy one would.
     let pid = proxy.child.id() as i32;

@@ -252,14 +252,17 @@ impl Stdio3 {
 
 /// Runs dynproxy to completion with the given stdin, capturing stdout and stderr.
 pub fn run<S: AsRef<OsStr>>(args: &[S], stdin: Stdio) -> Output {
-    let child = Command::new(dynproxy())
-        .args(args)
+    collect(spawn_piped(Command::new(dynproxy()).args(args), stdin))
+}
+
+/// `command` started with `stdin`, its stdout and stderr piped for `collect`.
+fn spawn_piped(command: &mut Command, stdin: Stdio) -> Child {
+    command
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    collect(child)
+        .unwrap()
 }
 
 /// Runs dynproxy like `run` with stdin /dev/null, in a private mount namespace whose
@@ -285,13 +288,7 @@ pub fn run_offline<S: AsRef<OsStr>>(args: &[S]) -> Output {
 /// `Command::output`, bounded: stdin is /dev/null, and a child that outlives WAIT is killed
 /// and fails the test instead of hanging the suite.
 pub fn output(command: &mut Command) -> Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    collect(child)
+    collect(spawn_piped(command, Stdio::null()))
 }
 
 /// Asserts the exit status of a finished run, showing its stderr if it differs; returns
@@ -305,12 +302,7 @@ pub fn assert_exit(out: &Output, code: i32) -> String {
 /// Runs `command` (a wrapper around dynproxy: unshare, script) to completion with `input`
 /// on its stdin, then its end, capturing stdout and stderr.
 pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(command, Stdio::piped());
     child.stdin.take().unwrap().write_all(input).unwrap();
     collect(child)
 }
