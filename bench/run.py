@@ -368,6 +368,32 @@ def table(results, names):
     return "\n".join(lines)
 
 
+def ratios(results, names, subject="dynproxy"):
+    """Each metric's median for `subject` divided by every other contender's: below 1 is
+    less time, CPU or memory; above 1 more connections or throughput."""
+    metrics = [("setup latency p50", "latency_us", "p50"),
+               ("connections/s c=8", "rate_c8", "p50"),
+               ("connections/s c=32", "rate_c32", "p50"),
+               ("proxy CPU per connection p50", "cpu_us_per_connection", "p50"),
+               ("client->backend p50", "upload_mib_s", "p50"),
+               ("backend->client p50", "download_mib_s", "p50"),
+               ("echo, each way p50", "echo_mib_s", "p50"),
+               ("relay CPU per GiB p50", "cpu_s_per_gib", "p50"),
+               ("memory/session mean: total", "memory_kib_per_session", "total")]
+    others = [n for n in names if n != subject]
+    head = f"{subject + ' / contender':34}" + "".join(f"{n:>15}" for n in others)
+    lines = [head, "-" * len(head)]
+    for label, metric, key in metrics:
+        cells = []
+        for n in others:
+            try:
+                cells.append(f"{ratio(results, metric, subject, n, key):.2f}")
+            except (KeyError, TypeError, ZeroDivisionError):
+                cells.append("-")
+        lines.append(f"{label:34}" + "".join(f"{c:>15}" for c in cells))
+    return "\n".join(lines)
+
+
 def plot(results, names, checked, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -523,6 +549,8 @@ def main():
 
     checked = targets(results, partial)
     text = table(results, names)
+    if "dynproxy" in names:
+        text += "\n\n" + ratios(results, names)
     if partial:
         # A partial run is for tuning: it prints, and leaves the last full run's files alone.
         print("(a partial run: nothing written to " + args.out + ")")
