@@ -22,5 +22,6 @@ pub mod log;
 pub mod proxy_header;
 pub mod relay;
 pub mod resolve;
+pub mod runtime;
 pub mod sys;
 pub mod target;

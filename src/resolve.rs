@@ -1,17 +1,19 @@
 //! Resolve: the backend's addresses, looked up afresh for this session with hickory-resolver,
 //! from /etc/resolv.conf (servers, search, ndots, timeout, attempts) and /etc/hosts.
 //!
-//! hickory has no synchronous API, so a current-thread tokio runtime lives for the lookup
-//! only and is gone before the relay starts: no threads, no timers left behind.
+//! hickory has no synchronous API, so a small runtime of dynproxy's own (runtime.rs) lives
+//! for the lookup only and is gone before the relay starts: no threads, no timers left behind.
 
 use std::fmt;
 use std::fs;
+use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use hickory_resolver::TokioResolver;
+use hickory_resolver::Resolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
@@ -19,6 +21,7 @@ use hickory_resolver::system_conf::parse_resolv_conf;
 
 use crate::error::Error;
 use crate::log::{Joined, Log, millis};
+use crate::runtime::{self, Provider, Runtime};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
@@ -79,31 +82,27 @@ pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<I
         servers(&config),
         bound.as_secs_f64()
     ));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        // A handful of sockets at most: no need for the default 1024-event buffer.
-        .max_io_events_per_tick(16)
-        .build()
-        .map_err(|e| Error::Io(format!("cannot start the DNS runtime: {e}")))?;
-    let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+    let mut runtime =
+        Runtime::new().map_err(|e| Error::Io(format!("cannot start the DNS runtime: {e}")))?;
+    let resolver = Resolver::builder_with_config(config, Provider)
         .with_options(resolver_options)
         .build()
         .map_err(|e| Error::DnsTemporary(format!("cannot set up DNS: {e}")))?;
     let family = options.family;
-    let answers = runtime
-        .block_on(async { tokio::time::timeout(bound, lookup(&resolver, host, family)).await });
+    let answers = runtime.block_on(runtime::timeout(bound, lookup(&resolver, host, family)));
     // Tearing down hickory's state (its cache, its server pool) costs about 40 µs that every
     // session would pay for nothing: its memory is the process's until exit anyway. The
     // runtime is dropped, which ends hickory's tasks and closes every descriptor they held.
     std::mem::forget(resolver);
     drop(runtime);
-    let answers = answers.map_err(|_| {
-        Error::DnsTemporary(format!(
-            "no answer for {host} within {:.1}s",
-            bound.as_secs_f64()
-        ))
-    })?;
+    let answers = answers
+        .map_err(|e| Error::Io(format!("DNS runtime: {e}")))?
+        .ok_or_else(|| {
+            Error::DnsTemporary(format!(
+                "no answer for {host} within {:.1}s",
+                bound.as_secs_f64()
+            ))
+        })?;
     let addresses = conclude(host, family, answers)?;
     log.step(format_args!(
         "{host} has {} in {:.1} ms",
@@ -142,20 +141,21 @@ fn has_nameserver(resolv_conf: &[u8]) -> bool {
         .any(|line| line.trim_ascii_start().starts_with(b"nameserver"))
 }
 
-async fn lookup(resolver: &TokioResolver, host: &str, family: Family) -> Vec<Answer> {
+async fn lookup(resolver: &Resolver<Provider>, host: &str, family: Family) -> Vec<Answer> {
     match family {
         Family::V4 => vec![ask(resolver, host, RecordType::A).await],
         Family::V6 => vec![ask(resolver, host, RecordType::AAAA).await],
         Family::Any => {
-            let v6 = ask(resolver, host, RecordType::AAAA);
-            let v4 = ask(resolver, host, RecordType::A);
-            tokio::pin!(v6, v4);
-            let (first, second) = tokio::select! {
-                first = &mut v6 => (first, &mut v4),
-                first = &mut v4 => (first, &mut v6),
-            };
+            let mut v6 = pin!(ask(resolver, host, RecordType::AAAA));
+            let mut v4 = pin!(ask(resolver, host, RecordType::A));
+            let (first, v6_first) = poll_fn(|cx| match v6.as_mut().poll(cx) {
+                Poll::Ready(answer) => Poll::Ready((answer, true)),
+                Poll::Pending => v4.as_mut().poll(cx).map(|answer| (answer, false)),
+            })
+            .await;
+            let second = if v6_first { v4 } else { v6 };
             let second = match first {
-                Answer::Addresses(_) => tokio::time::timeout(RESOLUTION_DELAY, second)
+                Answer::Addresses(_) => runtime::timeout(RESOLUTION_DELAY, second)
                     .await
                     .unwrap_or(Answer::Missing { nxdomain: false }),
                 _ => second.await,
@@ -165,7 +165,7 @@ async fn lookup(resolver: &TokioResolver, host: &str, family: Family) -> Vec<Ans
     }
 }
 
-async fn ask(resolver: &TokioResolver, host: &str, record_type: RecordType) -> Answer {
+async fn ask(resolver: &Resolver<Provider>, host: &str, record_type: RecordType) -> Answer {
     match resolver.lookup(host, record_type).await {
         Ok(lookup) => {
             let addresses: Vec<IpAddr> = lookup

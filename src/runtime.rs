@@ -1,0 +1,642 @@
+//! The smallest async runtime hickory's resolver needs for one lookup: one thread, mio for
+//! the sockets, a list for the timers, a list for the tasks.
+//!
+//! hickory has no synchronous API; it asks for a `RuntimeProvider` — UDP and TCP sockets
+//! that can be polled, timers, and a way to spawn background tasks (one per connection to a
+//! name server, moving its queries and answers). tokio's runtime did the job, but building
+//! and dropping it cost each session about 60 µs of CPU and 70 µs of setup latency (README,
+//! "Benchmark"); this one costs an epoll descriptor and a few allocations.
+//!
+//! hickory's `Time` has no receiver, so the runtime's state cannot travel with a handle: it
+//! is the thread's (`REACTOR`), for as long as `Runtime` lives.
+//!
+//! mio is edge-triggered: every socket operation is tried first and waits for an event only
+//! when it would block, so no event is ever needed that came before the wait.
+
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use hickory_resolver::net::runtime::{DnsTcpStream, DnsUdpSocket, RuntimeProvider, Spawn, Time};
+use mio::event::Source;
+use mio::net::{TcpStream, UdpSocket};
+use mio::{Events, Interest, Registry, Token};
+
+/// What hickory waits for when it opens a TCP connection to a name server and gives no
+/// bound of its own (hickory's own default).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+thread_local! {
+    static REACTOR: RefCell<Reactor> = RefCell::new(Reactor::default());
+}
+
+/// What the futures of one lookup wait for, and the tasks they spawned.
+#[derive(Default)]
+struct Reactor {
+    /// None while no `Runtime` lives on this thread.
+    registry: Option<Registry>,
+    /// By token: who waits for each registered socket (None: a free token).
+    sockets: Vec<Option<Waiting>>,
+    timers: Vec<Timer>,
+    next_timer: u64,
+    /// Spawned and not yet taken over by `Runtime::block_on`.
+    spawned: Vec<Task>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    read: Option<Waker>,
+    write: Option<Waker>,
+}
+
+struct Timer {
+    id: u64,
+    deadline: Instant,
+    waker: Waker,
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
+/// Runs on this thread what `Provider` hands hickory; dropping it closes every socket and
+/// ends every task the lookup left behind.
+pub struct Runtime {
+    poll: mio::Poll,
+    /// Spawned tasks, each with its "poll me again".
+    tasks: Vec<(Task, Arc<Flag>)>,
+}
+
+impl Runtime {
+    pub fn new() -> io::Result<Runtime> {
+        let poll = mio::Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        REACTOR.with(|reactor| reactor.borrow_mut().registry = Some(registry));
+        Ok(Runtime {
+            poll,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Runs `future`, and every task spawned meanwhile, until `future` is done.
+    pub fn block_on<F: Future>(&mut self, future: F) -> io::Result<F::Output> {
+        let mut future = pin!(future);
+        let main = Arc::new(Flag::raised());
+        let tasks = &mut self.tasks;
+        let mut events = Events::with_capacity(16);
+        loop {
+            if main.take() {
+                let waker = Waker::from(main.clone());
+                if let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(&waker))
+                {
+                    return Ok(output);
+                }
+            }
+            let spawned = REACTOR.with(|reactor| std::mem::take(&mut reactor.borrow_mut().spawned));
+            tasks.extend(
+                spawned
+                    .into_iter()
+                    .map(|task| (task, Arc::new(Flag::raised()))),
+            );
+            tasks.retain_mut(|(task, flag)| {
+                if !flag.take() {
+                    return true;
+                }
+                let waker = Waker::from(flag.clone());
+                task.as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+            });
+            // Woken while polling (a task answering the lookup, say): go round again at once.
+            if main.is_raised() || tasks.iter().any(|(_, flag)| flag.is_raised()) || has_spawned() {
+                continue;
+            }
+            match self.poll.poll(&mut events, next_deadline()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            wake_sockets(&events);
+            wake_timers(Instant::now());
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Tasks hold sockets and timers, whose drop looks at the reactor: not while it is
+        // borrowed.
+        self.tasks.clear();
+        let left = REACTOR.with(|reactor| std::mem::take(&mut *reactor.borrow_mut()));
+        drop(left);
+    }
+}
+
+/// A task's (or the lookup's) "poll me again".
+struct Flag(AtomicBool);
+
+impl Flag {
+    fn raised() -> Flag {
+        Flag(AtomicBool::new(true))
+    }
+
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+
+    fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn has_spawned() -> bool {
+    REACTOR.with(|reactor| !reactor.borrow().spawned.is_empty())
+}
+
+fn next_deadline() -> Option<Duration> {
+    REACTOR.with(|reactor| {
+        let reactor = reactor.borrow();
+        let first = reactor.timers.iter().map(|timer| timer.deadline).min()?;
+        Some(first.saturating_duration_since(Instant::now()))
+    })
+}
+
+fn wake_sockets(events: &Events) {
+    let mut woken = Vec::new();
+    REACTOR.with(|reactor| {
+        let mut reactor = reactor.borrow_mut();
+        for event in events {
+            let Some(Some(waiting)) = reactor.sockets.get_mut(event.token().0) else {
+                continue;
+            };
+            // Errors and hang-ups are readiness too: the next call returns them.
+            let broken = event.is_error() || event.is_read_closed() || event.is_write_closed();
+            if event.is_readable() || broken {
+                woken.extend(waiting.read.take());
+            }
+            if event.is_writable() || broken {
+                woken.extend(waiting.write.take());
+            }
+        }
+    });
+    woken.into_iter().for_each(Waker::wake);
+}
+
+fn wake_timers(now: Instant) {
+    let mut due = Vec::new();
+    REACTOR.with(|reactor| {
+        reactor.borrow_mut().timers.retain(|timer| {
+            if timer.deadline > now {
+                return true;
+            }
+            due.push(timer.waker.clone());
+            false
+        });
+    });
+    due.into_iter().for_each(Waker::wake);
+}
+
+/// A socket registered with the thread's runtime.
+struct Registered<S> {
+    socket: S,
+    token: Token,
+}
+
+impl<S: Source> Registered<S> {
+    fn new(mut socket: S) -> io::Result<Registered<S>> {
+        REACTOR.with(|reactor| {
+            let mut reactor = reactor.borrow_mut();
+            let free = reactor.sockets.iter().position(Option::is_none);
+            let index = free.unwrap_or(reactor.sockets.len());
+            let token = Token(index);
+            let Some(registry) = &reactor.registry else {
+                return Err(io::Error::other("no DNS runtime on this thread"));
+            };
+            registry.register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
+            if index == reactor.sockets.len() {
+                reactor.sockets.push(None);
+            }
+            reactor.sockets[index] = Some(Waiting::default());
+            Ok(Registered { socket, token })
+        })
+    }
+}
+
+impl<S> Registered<S> {
+    /// Tries `op`; if it would block, waits for the socket to be ready in `direction`.
+    fn poll_io<T>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        mut op: impl FnMut(&S) -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        loop {
+            match op(&self.socket) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(direction, cx.waker());
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn wait(&self, direction: Direction, waker: &Waker) {
+        REACTOR.with(|reactor| {
+            if let Some(Some(waiting)) = reactor.borrow_mut().sockets.get_mut(self.token.0) {
+                let slot = match direction {
+                    Direction::Read => &mut waiting.read,
+                    Direction::Write => &mut waiting.write,
+                };
+                *slot = Some(waker.clone());
+            }
+        });
+    }
+}
+
+impl<S> Drop for Registered<S> {
+    fn drop(&mut self) {
+        // Closing the socket (next) takes it out of epoll; its token becomes free.
+        let _ = REACTOR.try_with(|reactor| {
+            if let Ok(mut reactor) = reactor.try_borrow_mut() {
+                if let Some(slot) = reactor.sockets.get_mut(self.token.0) {
+                    *slot = None;
+                }
+            }
+        });
+    }
+}
+
+/// Sleeps until a deadline, in the thread's runtime.
+struct Sleep {
+    deadline: Instant,
+    id: Option<u64>,
+}
+
+impl Sleep {
+    fn new(duration: Duration) -> Sleep {
+        let now = Instant::now();
+        Sleep {
+            deadline: now
+                .checked_add(duration)
+                .unwrap_or(now + Duration::from_secs(86_400)),
+            id: None,
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        let id = REACTOR.with(|reactor| {
+            let mut reactor = reactor.borrow_mut();
+            let id = self.id.unwrap_or_else(|| {
+                reactor.next_timer += 1;
+                reactor.next_timer
+            });
+            reactor.timers.retain(|timer| timer.id != id);
+            let waker = cx.waker().clone();
+            reactor.timers.push(Timer {
+                id,
+                deadline,
+                waker,
+            });
+            id
+        });
+        self.id = Some(id);
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        let Some(id) = self.id else { return };
+        let _ = REACTOR.try_with(|reactor| {
+            if let Ok(mut reactor) = reactor.try_borrow_mut() {
+                reactor.timers.retain(|timer| timer.id != id);
+            }
+        });
+    }
+}
+
+/// `future`'s output, or None if `duration` passes first.
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut sleep = Sleep::new(duration);
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        Pin::new(&mut sleep).poll(cx).map(|()| None)
+    })
+    .await
+}
+
+/// What hickory is given to reach its name servers: sockets, timers and tasks of the
+/// thread's `Runtime`.
+#[derive(Clone, Copy, Default)]
+pub struct Provider;
+
+impl RuntimeProvider for Provider {
+    type Handle = Provider;
+    type Timer = Clock;
+    type Udp = Udp;
+    type Tcp = Tcp;
+
+    fn create_handle(&self) -> Provider {
+        Provider
+    }
+
+    fn connect_tcp(
+        &self,
+        server: SocketAddr,
+        bind: Option<SocketAddr>,
+        wait_for: Option<Duration>,
+    ) -> Pin<Box<dyn Send + Future<Output = io::Result<Tcp>>>> {
+        Box::pin(async move {
+            if bind.is_some() {
+                // dynproxy never asks hickory for a source address.
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a DNS connection from a chosen address",
+                ));
+            }
+            let stream = Registered::new(TcpStream::connect(server)?)?;
+            let connected = poll_fn(|cx| stream.poll_io(cx, Direction::Write, connect_result));
+            match timeout(wait_for.unwrap_or(CONNECT_TIMEOUT), connected).await {
+                Some(result) => result.map(|()| Tcp(stream)),
+                None => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TCP connect timed out",
+                )),
+            }
+        })
+    }
+
+    fn bind_udp(
+        &self,
+        local: SocketAddr,
+        _server: SocketAddr,
+    ) -> Pin<Box<dyn Send + Future<Output = io::Result<Udp>>>> {
+        Box::pin(async move { Ok(Udp(Registered::new(UdpSocket::bind(local)?)?)) })
+    }
+}
+
+/// A non-blocking connect is over when the socket turns writable; SO_ERROR says how, and a
+/// socket not yet connected after all was a spurious event (mio's TcpStream::connect).
+fn connect_result(stream: &TcpStream) -> io::Result<()> {
+    if let Some(error) = stream.take_error()? {
+        return Err(error);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
+    }
+}
+
+impl Spawn for Provider {
+    fn spawn_bg(&mut self, future: impl Future<Output = ()> + Send + 'static) {
+        REACTOR.with(|reactor| reactor.borrow_mut().spawned.push(Box::pin(future)));
+    }
+}
+
+/// hickory's timers, from the thread's runtime.
+pub struct Clock;
+
+#[async_trait::async_trait]
+impl Time for Clock {
+    async fn delay_for(duration: Duration) {
+        Sleep::new(duration).await;
+    }
+
+    async fn timeout<F: 'static + Future + Send>(
+        duration: Duration,
+        future: F,
+    ) -> io::Result<F::Output> {
+        timeout(duration, future)
+            .await
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "future timed out"))
+    }
+}
+
+pub struct Udp(Registered<UdpSocket>);
+
+impl DnsUdpSocket for Udp {
+    type Time = Clock;
+
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        self.0
+            .poll_io(cx, Direction::Read, |socket| socket.recv_from(buf))
+    }
+
+    fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        self.0
+            .poll_io(cx, Direction::Write, |socket| socket.send_to(buf, target))
+    }
+}
+
+pub struct Tcp(Registered<TcpStream>);
+
+impl DnsTcpStream for Tcp {
+    type Time = Clock;
+}
+
+impl futures_io::AsyncRead for Tcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0
+            .poll_io(cx, Direction::Read, |mut stream| stream.read(buf))
+    }
+}
+
+impl futures_io::AsyncWrite for Tcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0
+            .poll_io(cx, Direction::Write, |mut stream| stream.write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.socket.shutdown(Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn loopback() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    }
+
+    /// Runs `test` on a thread of its own (so with a runtime of its own) and fails if it
+    /// takes more than 30 s: a lost wake-up must fail the test, not hang it.
+    fn bounded<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
+        let (done, result) = mpsc::channel();
+        std::thread::spawn(move || done.send(test()));
+        result
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the runtime hung (or the test panicked)")
+    }
+
+    /// `future`'s output if it is done within 10 s. Unlike `timeout`, the deadline is looked
+    /// at first: a future that could finish only because it was polled again at the deadline
+    /// (its wake-up lost) counts as too late.
+    async fn woken_in_time<F: Future>(future: F) -> Option<F::Output> {
+        let mut future = pin!(future);
+        let mut deadline = Sleep::new(Duration::from_secs(10));
+        poll_fn(|cx| {
+            if Pin::new(&mut deadline).poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            future.as_mut().poll(cx).map(Some)
+        })
+        .await
+    }
+
+    #[test]
+    fn a_timeout_ends_a_future_that_never_finishes() {
+        let (result, waited) = bounded(|| {
+            let mut runtime = Runtime::new().unwrap();
+            let started = Instant::now();
+            let never = std::future::pending::<()>();
+            let result = runtime.block_on(timeout(Duration::from_millis(20), never));
+            (result.unwrap(), started.elapsed())
+        });
+        assert_eq!(result, None);
+        assert!(waited >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_datagram_sent_later_by_a_spawned_task_wakes_the_receiver() {
+        let received = bounded(|| {
+            let mut runtime = Runtime::new().unwrap();
+            runtime.block_on(async {
+                let receiver = Provider.bind_udp(loopback(), loopback()).await.unwrap();
+                let sender = Provider.bind_udp(loopback(), loopback()).await.unwrap();
+                let to = receiver.0.socket.local_addr().unwrap();
+                // The receiver waits first: only the reactor can tell it the datagram came.
+                Provider.spawn_bg(async move {
+                    Clock::delay_for(Duration::from_millis(10)).await;
+                    sender.send_to(b"answer", to).await.unwrap();
+                });
+                let mut buf = [0u8; 16];
+                let (n, _) = woken_in_time(receiver.recv_from(&mut buf))
+                    .await
+                    .expect("the datagram did not wake the receiver")
+                    .unwrap();
+                buf[..n].to_vec()
+            })
+        });
+        assert_eq!(received.unwrap(), b"answer");
+    }
+
+    #[test]
+    fn a_tcp_connection_carries_bytes_both_ways() {
+        use futures_io::{AsyncRead, AsyncWrite};
+        let listener = std::net::TcpListener::bind(loopback()).unwrap();
+        let server = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut question = [0u8; 8];
+            stream.read_exact(&mut question).unwrap();
+            // After a while: the reply must wake a reader that is already waiting.
+            std::thread::sleep(Duration::from_millis(10));
+            stream.write_all(b"reply").unwrap();
+            question
+        });
+        let reply = bounded(move || {
+            let mut runtime = Runtime::new().unwrap();
+            runtime.block_on(async {
+                let wait = Some(Duration::from_secs(10));
+                let mut tcp = Provider.connect_tcp(server, None, wait).await.unwrap();
+                let written = poll_fn(|cx| Pin::new(&mut tcp).poll_write(cx, b"question")).await;
+                assert_eq!(written.unwrap(), 8);
+                let mut buf = [0u8; 16];
+                let read = poll_fn(|cx| Pin::new(&mut tcp).poll_read(cx, &mut buf));
+                let n = woken_in_time(read)
+                    .await
+                    .expect("the reply did not wake the reader");
+                buf[..n.unwrap()].to_vec()
+            })
+        });
+        assert_eq!(peer.join().unwrap(), *b"question");
+        assert_eq!(reply.unwrap(), b"reply");
+    }
+
+    #[test]
+    fn dropping_the_runtime_ends_the_tasks_it_still_holds() {
+        struct OnDrop(Arc<AtomicBool>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let (after_block_on, after_drop) = bounded(|| {
+            let ended = Arc::new(AtomicBool::new(false));
+            let guard = OnDrop(ended.clone());
+            let mut runtime = Runtime::new().unwrap();
+            let lookup = async move {
+                Provider.spawn_bg(async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                });
+                // Long enough for the task to have started.
+                Clock::delay_for(Duration::from_millis(5)).await;
+            };
+            runtime.block_on(lookup).unwrap();
+            let after_block_on = ended.load(Ordering::SeqCst);
+            drop(runtime);
+            (after_block_on, ended.load(Ordering::SeqCst))
+        });
+        assert!(!after_block_on);
+        assert!(after_drop);
+    }
+}
