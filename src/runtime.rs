@@ -92,7 +92,6 @@ impl Runtime {
     pub fn block_on<F: Future>(&mut self, future: F) -> io::Result<F::Output> {
         let mut future = pin!(future);
         let main = Arc::new(Flag::raised());
-        let tasks = &mut self.tasks;
         let mut events = Events::with_capacity(16);
         loop {
             if main.take() {
@@ -102,33 +101,43 @@ impl Runtime {
                     return Ok(output);
                 }
             }
-            let spawned = REACTOR.with(|reactor| std::mem::take(&mut reactor.borrow_mut().spawned));
-            tasks.extend(
-                spawned
-                    .into_iter()
-                    .map(|task| (task, Arc::new(Flag::raised()))),
-            );
-            tasks.retain_mut(|(task, flag)| {
-                if !flag.take() {
-                    return true;
-                }
-                let waker = Waker::from(flag.clone());
-                task.as_mut()
-                    .poll(&mut Context::from_waker(&waker))
-                    .is_pending()
-            });
-            // Woken while polling (a task answering the lookup, say): go round again at once.
-            if main.is_raised() || tasks.iter().any(|(_, flag)| flag.is_raised()) || has_spawned() {
+            self.run_tasks();
+            // Woken meanwhile (by a task answering the lookup, say): go round again at once.
+            let woken = self.tasks.iter().any(|(_, flag)| flag.is_raised());
+            if main.is_raised() || woken || has_spawned() {
                 continue;
             }
-            match self.poll.poll(&mut events, next_deadline()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            wake_sockets(&events);
-            wake_timers(Instant::now());
+            self.wait(&mut events)?;
         }
+    }
+
+    /// Takes over the tasks spawned since the last round and polls every task woken.
+    fn run_tasks(&mut self) {
+        let spawned = REACTOR.with(|reactor| std::mem::take(&mut reactor.borrow_mut().spawned));
+        let spawned = spawned
+            .into_iter()
+            .map(|task| (task, Arc::new(Flag::raised())));
+        self.tasks.extend(spawned);
+        self.tasks.retain_mut(|(task, flag)| {
+            if !flag.take() {
+                return true;
+            }
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            task.as_mut().poll(&mut cx).is_pending()
+        });
+    }
+
+    /// Sleeps until a socket is ready or the next timer is due, and wakes who waits for it.
+    fn wait(&mut self, events: &mut Events) -> io::Result<()> {
+        match self.poll.poll(events, next_deadline()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        wake_sockets(events);
+        wake_timers(Instant::now());
+        Ok(())
     }
 }
 
