@@ -10,12 +10,14 @@
 //! hickory's `Time` has no receiver, so the runtime's state cannot travel with a handle: it
 //! is the thread's (`REACTOR`), for as long as `Runtime` lives.
 //!
-//! mio is edge-triggered: every socket operation is tried first and waits for an event only
-//! when it would block, so no event is ever needed that came before the wait.
+//! mio is edge-triggered: an event says only that something changed, once. So every socket
+//! operation is tried first and waits only after the kernel said "would block"; whatever
+//! came before that, the attempt itself has seen, and whatever comes after raises a new event.
 
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
+use std::marker::PhantomData;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -75,16 +77,29 @@ pub struct Runtime {
     poll: mio::Poll,
     /// Spawned tasks, each with its "poll me again".
     tasks: Vec<(Task, Arc<Flag>)>,
+    /// The state is the thread's: the runtime must not leave it.
+    _this_thread: PhantomData<*const ()>,
 }
 
 impl Runtime {
+    /// The thread's runtime; one at a time.
     pub fn new() -> io::Result<Runtime> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
-        REACTOR.with(|reactor| reactor.borrow_mut().registry = Some(registry));
+        REACTOR.with(|reactor| {
+            let mut reactor = reactor.borrow_mut();
+            if reactor.registry.is_some() {
+                return Err(io::Error::other(
+                    "a DNS runtime already runs on this thread",
+                ));
+            }
+            reactor.registry = Some(registry);
+            Ok(())
+        })?;
         Ok(Runtime {
             poll,
             tasks: Vec::new(),
+            _this_thread: PhantomData,
         })
     }
 
@@ -130,7 +145,12 @@ impl Runtime {
 
     /// Sleeps until a socket is ready or the next timer is due, and wakes who waits for it.
     fn wait(&mut self, events: &mut Events) -> io::Result<()> {
-        match self.poll.poll(events, next_deadline()) {
+        let deadline = next_deadline();
+        if deadline.is_none() && !anyone_waits_for_a_socket() {
+            // Nothing could ever wake the lookup: better an error than a hang.
+            return Err(io::Error::other("the DNS lookup waits for nothing"));
+        }
+        match self.poll.poll(events, deadline) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -176,6 +196,14 @@ impl Wake for Flag {
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.store(true, Ordering::Relaxed);
     }
+}
+
+fn anyone_waits_for_a_socket() -> bool {
+    REACTOR.with(|reactor| {
+        let reactor = reactor.borrow();
+        let waiting = |w: &Waiting| w.read.is_some() || w.write.is_some();
+        reactor.sockets.iter().flatten().any(waiting)
+    })
 }
 
 fn has_spawned() -> bool {
@@ -262,8 +290,10 @@ impl<S> Registered<S> {
         loop {
             match op(&self.socket) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(direction, cx.waker());
-                    return Poll::Pending;
+                    return match self.wait(direction, cx.waker()) {
+                        Ok(()) => Poll::Pending,
+                        Err(e) => Poll::Ready(Err(e)),
+                    };
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return Poll::Ready(result),
@@ -271,45 +301,47 @@ impl<S> Registered<S> {
         }
     }
 
-    fn wait(&self, direction: Direction, waker: &Waker) {
-        REACTOR.with(|reactor| {
-            if let Some(Some(waiting)) = reactor.borrow_mut().sockets.get_mut(self.token.0) {
-                let slot = match direction {
-                    Direction::Read => &mut waiting.read,
-                    Direction::Write => &mut waiting.write,
-                };
-                *slot = Some(waker.clone());
-            }
-        });
+    fn wait(&self, direction: Direction, waker: &Waker) -> io::Result<()> {
+        let replaced = REACTOR.with(|reactor| {
+            let mut reactor = reactor.borrow_mut();
+            let Some(Some(waiting)) = reactor.sockets.get_mut(self.token.0) else {
+                return Err(io::Error::other("a socket outside the DNS runtime"));
+            };
+            let slot = match direction {
+                Direction::Read => &mut waiting.read,
+                Direction::Write => &mut waiting.write,
+            };
+            Ok(slot.replace(waker.clone()))
+        })?;
+        // Dropped only now: dropping a waker may run code that looks at the reactor.
+        drop(replaced);
+        Ok(())
     }
 }
 
 impl<S> Drop for Registered<S> {
     fn drop(&mut self) {
         // Closing the socket (next) takes it out of epoll; its token becomes free.
-        let _ = REACTOR.try_with(|reactor| {
-            if let Ok(mut reactor) = reactor.try_borrow_mut() {
-                if let Some(slot) = reactor.sockets.get_mut(self.token.0) {
-                    *slot = None;
-                }
-            }
+        let freed = REACTOR.try_with(|reactor| {
+            let mut reactor = reactor.try_borrow_mut().ok()?;
+            reactor.sockets.get_mut(self.token.0)?.take()
         });
+        drop(freed);
     }
 }
 
 /// Sleeps until a deadline, in the thread's runtime.
 struct Sleep {
-    deadline: Instant,
+    /// None: too far away to be represented, so never.
+    deadline: Option<Instant>,
+    /// The timer's id once it has been polled.
     id: Option<u64>,
 }
 
 impl Sleep {
     fn new(duration: Duration) -> Sleep {
-        let now = Instant::now();
         Sleep {
-            deadline: now
-                .checked_add(duration)
-                .unwrap_or(now + Duration::from_secs(86_400)),
+            deadline: Instant::now().checked_add(duration),
             id: None,
         }
     }
@@ -319,25 +351,32 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        let Some(deadline) = self.deadline else {
+            return Poll::Pending;
+        };
+        if Instant::now() >= deadline {
             return Poll::Ready(());
         }
-        let deadline = self.deadline;
-        let id = REACTOR.with(|reactor| {
+        let waker = cx.waker().clone();
+        let (id, replaced) = REACTOR.with(|reactor| {
             let mut reactor = reactor.borrow_mut();
-            let id = self.id.unwrap_or_else(|| {
-                reactor.next_timer += 1;
-                reactor.next_timer
-            });
-            reactor.timers.retain(|timer| timer.id != id);
-            let waker = cx.waker().clone();
+            if let Some(timer) = self
+                .id
+                .and_then(|id| reactor.timers.iter_mut().find(|t| t.id == id))
+            {
+                return (timer.id, Some(std::mem::replace(&mut timer.waker, waker)));
+            }
+            reactor.next_timer += 1;
+            let id = reactor.next_timer;
             reactor.timers.push(Timer {
                 id,
                 deadline,
                 waker,
             });
-            id
+            (id, None)
         });
+        // Dropped only now: dropping a waker may run code that looks at the reactor.
+        drop(replaced);
         self.id = Some(id);
         Poll::Pending
     }
@@ -346,11 +385,12 @@ impl Future for Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         let Some(id) = self.id else { return };
-        let _ = REACTOR.try_with(|reactor| {
-            if let Ok(mut reactor) = reactor.try_borrow_mut() {
-                reactor.timers.retain(|timer| timer.id != id);
-            }
+        let removed = REACTOR.try_with(|reactor| {
+            let mut reactor = reactor.try_borrow_mut().ok()?;
+            let index = reactor.timers.iter().position(|timer| timer.id == id)?;
+            Some(reactor.timers.swap_remove(index))
         });
+        drop(removed);
     }
 }
 
@@ -399,7 +439,11 @@ impl RuntimeProvider for Provider {
             let stream = Registered::new(TcpStream::connect(server)?)?;
             let connected = poll_fn(|cx| stream.poll_io(cx, Direction::Write, connect_result));
             match timeout(wait_for.unwrap_or(CONNECT_TIMEOUT), connected).await {
-                Some(result) => result.map(|()| Tcp(stream)),
+                // hickory writes a query as its length and then the message: without
+                // TCP_NODELAY the second part could wait for the server's delayed ACK.
+                Some(result) => result
+                    .and_then(|()| stream.socket.set_nodelay(true))
+                    .map(|()| Tcp(stream)),
                 None => Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "TCP connect timed out",
@@ -505,6 +549,17 @@ impl futures_io::AsyncWrite for Tcp {
     ) -> Poll<io::Result<usize>> {
         self.0
             .poll_io(cx, Direction::Write, |mut stream| stream.write(buf))
+    }
+
+    /// hickory hands the length prefix and the message together: one segment, not two.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_io(cx, Direction::Write, |mut stream| {
+            stream.write_vectored(bufs)
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -618,6 +673,32 @@ mod tests {
         });
         assert_eq!(peer.join().unwrap(), *b"question");
         assert_eq!(reply.unwrap(), b"reply");
+    }
+
+    #[test]
+    fn a_lookup_that_waits_for_nothing_is_an_error_not_a_hang() {
+        let result = bounded(|| {
+            let mut runtime = Runtime::new().unwrap();
+            runtime
+                .block_on(std::future::pending::<()>())
+                .map_err(|e| e.to_string())
+        });
+        assert_eq!(result, Err("the DNS lookup waits for nothing".to_string()));
+    }
+
+    #[test]
+    fn a_second_runtime_on_the_same_thread_is_refused() {
+        let (second, after_the_first) = bounded(|| {
+            let first = Runtime::new().unwrap();
+            let second = Runtime::new().map(drop).map_err(|e| e.to_string());
+            drop(first);
+            (second, Runtime::new().map(drop).is_ok())
+        });
+        assert_eq!(
+            second,
+            Err("a DNS runtime already runs on this thread".to_string())
+        );
+        assert!(after_the_first);
     }
 
     #[test]
