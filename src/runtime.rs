@@ -676,6 +676,22 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_tcp_connection_is_an_error() {
+        // Bound and never listening: the port refuses, and nobody else can take it meanwhile.
+        let refusing =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        refusing.bind(&loopback().into()).unwrap();
+        let server = refusing.local_addr().unwrap().as_socket().unwrap();
+        let result = bounded(move || {
+            let mut runtime = Runtime::new().unwrap();
+            let wait = Some(Duration::from_secs(10));
+            let connect = Provider.connect_tcp(server, None, wait);
+            runtime.block_on(connect).unwrap().map(drop)
+        });
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
     fn a_lookup_that_waits_for_nothing_is_an_error_not_a_hang() {
         let result = bounded(|| {
             let mut runtime = Runtime::new().unwrap();
