@@ -240,17 +240,15 @@ fn wake_sockets(events: &Events) {
 }
 
 fn wake_timers(now: Instant) {
-    let mut due = Vec::new();
-    REACTOR.with(|reactor| {
-        reactor.borrow_mut().timers.retain(|timer| {
-            if timer.deadline > now {
-                return true;
-            }
-            due.push(timer.waker.clone());
-            false
-        });
+    let due: Vec<Timer> = REACTOR.with(|reactor| {
+        let timers = &mut reactor.borrow_mut().timers;
+        let (due, later) = std::mem::take(timers)
+            .into_iter()
+            .partition(|timer| timer.deadline <= now);
+        *timers = later;
+        due
     });
-    due.into_iter().for_each(Waker::wake);
+    due.into_iter().for_each(|timer| timer.waker.wake());
 }
 
 /// A socket registered with the thread's runtime.
