@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use hickory_resolver::net::runtime::{DnsTcpStream, DnsUdpSocket, RuntimeProvider, Spawn, Time};
 use mio::event::Source;
 use mio::net::{TcpStream, UdpSocket};
-use mio::{Events, Interest, Registry, Token};
+use mio::{Events, Interest, Token};
 
 /// What hickory waits for when it opens a TCP connection to a name server and gives no
 /// bound of its own (hickory's own default).
@@ -44,7 +44,7 @@ thread_local! {
 #[derive(Default)]
 struct Reactor {
     /// None while no `Runtime` lives on this thread.
-    registry: Option<Registry>,
+    poll: Option<mio::Poll>,
     /// By token: who waits for each registered socket (None: a free token).
     sockets: Vec<Option<Waiting>>,
     timers: Vec<Timer>,
@@ -74,7 +74,6 @@ enum Direction {
 /// Runs on this thread what `Provider` hands hickory; dropping it closes every socket and
 /// ends every task the lookup left behind.
 pub struct Runtime {
-    poll: mio::Poll,
     /// Spawned tasks, each with its "poll me again".
     tasks: Vec<(Task, Arc<Flag>)>,
     /// The state is the thread's: the runtime must not leave it.
@@ -84,20 +83,17 @@ pub struct Runtime {
 impl Runtime {
     /// The thread's runtime; one at a time.
     pub fn new() -> io::Result<Runtime> {
-        let poll = mio::Poll::new()?;
-        let registry = poll.registry().try_clone()?;
         REACTOR.with(|reactor| {
             let mut reactor = reactor.borrow_mut();
-            if reactor.registry.is_some() {
+            if reactor.poll.is_some() {
                 return Err(io::Error::other(
                     "a DNS runtime already runs on this thread",
                 ));
             }
-            reactor.registry = Some(registry);
+            reactor.poll = Some(mio::Poll::new()?);
             Ok(())
         })?;
         Ok(Runtime {
-            poll,
             tasks: Vec::new(),
             _this_thread: PhantomData,
         })
@@ -150,7 +146,12 @@ impl Runtime {
             // Nothing could ever wake the lookup: better an error than a hang.
             return Err(io::Error::other("the DNS lookup waits for nothing"));
         }
-        match self.poll.poll(events, deadline) {
+        // Borrowed while asleep: nothing else runs on this thread meanwhile.
+        let polled = REACTOR.with(|reactor| match &mut reactor.borrow_mut().poll {
+            Some(poll) => poll.poll(events, deadline),
+            None => Err(io::Error::other("no DNS runtime on this thread")),
+        });
+        match polled {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -264,10 +265,11 @@ impl<S: Source> Registered<S> {
             let free = reactor.sockets.iter().position(Option::is_none);
             let index = free.unwrap_or(reactor.sockets.len());
             let token = Token(index);
-            let Some(registry) = &reactor.registry else {
+            let Some(poll) = &reactor.poll else {
                 return Err(io::Error::other("no DNS runtime on this thread"));
             };
-            registry.register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            poll.registry().register(&mut socket, token, interest)?;
             if index == reactor.sockets.len() {
                 reactor.sockets.push(None);
             }
