@@ -94,6 +94,11 @@ def sessions(stream, binary, backend):
     return marks, on_cpu
 
 
+def busy_between(intervals, start, end):
+    """How long the process was on a CPU between start and end."""
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in intervals)
+
+
 def main():
     binary, backend = sys.argv[1], int(sys.argv[2])
     marks, on_cpu = sessions(sys.stdin, binary, backend)
@@ -107,13 +112,11 @@ def main():
         mark = marks[pid]
         present = [(key, mark[key]) for key, _ in MARKS if key in mark]
         for (_, start), (key, end) in zip(present, present[1:]):
-            busy = sum(max(0.0, min(b, end) - max(a, start)) for a, b in on_cpu[pid])
             phases[key][0].append(end - start)
-            phases[key][1].append(busy)
+            phases[key][1].append(busy_between(on_cpu[pid], start, end))
         if "echo" in mark:
-            busy = sum(max(0.0, min(b, mark["echo"]) - a) for a, b in on_cpu[pid])
             phases["setup"][0].append(mark["echo"] - mark["connect"])
-            phases["setup"][1].append(busy)
+            phases["setup"][1].append(busy_between(on_cpu[pid], mark["connect"], mark["echo"]))
     print(f"{len(complete)} sessions of {binary}; medians in µs since the client's connect")
     print(f"{'wall':>7} {'proxy on CPU':>13}  until")
     for key, label in MARKS[1:]:

@@ -40,6 +40,21 @@ thread_local! {
     static REACTOR: RefCell<Reactor> = RefCell::new(Reactor::default());
 }
 
+/// `f` on the thread's reactor. Never call a waker or drop one inside `f`: that may run code
+/// that looks at the reactor again; hand it out and let the caller do it.
+fn with_reactor<T>(f: impl FnOnce(&mut Reactor) -> T) -> T {
+    REACTOR.with(|reactor| f(&mut reactor.borrow_mut()))
+}
+
+/// `with_reactor` for destructors, which may run while the reactor is in use or already
+/// gone (at thread exit): then there is nothing to take back, and None.
+fn with_reactor_if_free<T>(f: impl FnOnce(&mut Reactor) -> Option<T>) -> Option<T> {
+    REACTOR
+        .try_with(|reactor| f(&mut *reactor.try_borrow_mut().ok()?))
+        .ok()
+        .flatten()
+}
+
 /// What the futures of one lookup wait for, and the tasks they spawned.
 #[derive(Default)]
 struct Reactor {
@@ -83,8 +98,7 @@ pub struct Runtime {
 impl Runtime {
     /// The thread's runtime; one at a time.
     pub fn new() -> io::Result<Runtime> {
-        REACTOR.with(|reactor| {
-            let mut reactor = reactor.borrow_mut();
+        with_reactor(|reactor| {
             if reactor.poll.is_some() {
                 return Err(io::Error::other(
                     "a DNS runtime already runs on this thread",
@@ -118,13 +132,13 @@ impl Runtime {
             if main.is_raised() || woken || has_spawned() {
                 continue;
             }
-            self.wait(&mut events)?;
+            sleep_and_wake(&mut events)?;
         }
     }
 
     /// Takes over the tasks spawned since the last round and polls every task woken.
     fn run_tasks(&mut self) {
-        let spawned = REACTOR.with(|reactor| std::mem::take(&mut reactor.borrow_mut().spawned));
+        let spawned = with_reactor(|reactor| std::mem::take(&mut reactor.spawned));
         let spawned = spawned
             .into_iter()
             .map(|task| (task, Arc::new(Flag::raised())));
@@ -138,28 +152,6 @@ impl Runtime {
             task.as_mut().poll(&mut cx).is_pending()
         });
     }
-
-    /// Sleeps until a socket is ready or the next timer is due, and wakes who waits for it.
-    fn wait(&mut self, events: &mut Events) -> io::Result<()> {
-        let deadline = next_deadline();
-        if deadline.is_none() && !anyone_waits_for_a_socket() {
-            // Nothing could ever wake the lookup: better an error than a hang.
-            return Err(io::Error::other("the DNS lookup waits for nothing"));
-        }
-        // Borrowed while asleep: nothing else runs on this thread meanwhile.
-        let polled = REACTOR.with(|reactor| match &mut reactor.borrow_mut().poll {
-            Some(poll) => poll.poll(events, deadline),
-            None => Err(io::Error::other("no DNS runtime on this thread")),
-        });
-        match polled {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        wake_sockets(events);
-        wake_timers(Instant::now());
-        Ok(())
-    }
 }
 
 impl Drop for Runtime {
@@ -167,7 +159,7 @@ impl Drop for Runtime {
         // Tasks hold sockets and timers, whose drop looks at the reactor: not while it is
         // borrowed.
         self.tasks.clear();
-        let left = REACTOR.with(|reactor| std::mem::take(&mut *reactor.borrow_mut()));
+        let left = with_reactor(std::mem::take);
         drop(left);
     }
 }
@@ -199,30 +191,45 @@ impl Wake for Flag {
     }
 }
 
+/// Sleeps until a socket is ready or the next timer is due, and wakes who waits for it.
+fn sleep_and_wake(events: &mut Events) -> io::Result<()> {
+    let deadline = next_deadline();
+    if deadline.is_none() && !anyone_waits_for_a_socket() {
+        // Nothing could ever wake the lookup: better an error than a hang.
+        return Err(io::Error::other("the DNS lookup waits for nothing"));
+    }
+    // Borrowed while asleep: nothing else runs on this thread meanwhile.
+    let polled = with_reactor(|reactor| match &mut reactor.poll {
+        Some(poll) => poll.poll(events, deadline),
+        None => Err(io::Error::other("no DNS runtime on this thread")),
+    });
+    match polled {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) => return Err(e),
+    }
+    wake_sockets(events);
+    wake_timers(Instant::now());
+    Ok(())
+}
+
 fn anyone_waits_for_a_socket() -> bool {
-    REACTOR.with(|reactor| {
-        let reactor = reactor.borrow();
-        let waiting = |w: &Waiting| w.read.is_some() || w.write.is_some();
-        reactor.sockets.iter().flatten().any(waiting)
-    })
+    let waiting = |w: &Waiting| w.read.is_some() || w.write.is_some();
+    with_reactor(|reactor| reactor.sockets.iter().flatten().any(waiting))
 }
 
 fn has_spawned() -> bool {
-    REACTOR.with(|reactor| !reactor.borrow().spawned.is_empty())
+    with_reactor(|reactor| !reactor.spawned.is_empty())
 }
 
 fn next_deadline() -> Option<Duration> {
-    REACTOR.with(|reactor| {
-        let reactor = reactor.borrow();
-        let first = reactor.timers.iter().map(|timer| timer.deadline).min()?;
-        Some(first.saturating_duration_since(Instant::now()))
-    })
+    let first = with_reactor(|reactor| reactor.timers.iter().map(|timer| timer.deadline).min())?;
+    Some(first.saturating_duration_since(Instant::now()))
 }
 
 fn wake_sockets(events: &Events) {
     let mut woken = Vec::new();
-    REACTOR.with(|reactor| {
-        let mut reactor = reactor.borrow_mut();
+    with_reactor(|reactor| {
         for event in events {
             let Some(Some(waiting)) = reactor.sockets.get_mut(event.token().0) else {
                 continue;
@@ -241,12 +248,11 @@ fn wake_sockets(events: &Events) {
 }
 
 fn wake_timers(now: Instant) {
-    let due: Vec<Timer> = REACTOR.with(|reactor| {
-        let timers = &mut reactor.borrow_mut().timers;
-        let (due, later) = std::mem::take(timers)
+    let due: Vec<Timer> = with_reactor(|reactor| {
+        let (due, later) = std::mem::take(&mut reactor.timers)
             .into_iter()
             .partition(|timer| timer.deadline <= now);
-        *timers = later;
+        reactor.timers = later;
         due
     });
     due.into_iter().for_each(|timer| timer.waker.wake());
@@ -260,8 +266,7 @@ struct Registered<S> {
 
 impl<S: Source> Registered<S> {
     fn new(mut socket: S) -> io::Result<Registered<S>> {
-        REACTOR.with(|reactor| {
-            let mut reactor = reactor.borrow_mut();
+        with_reactor(|reactor| {
             let free = reactor.sockets.iter().position(Option::is_none);
             let index = free.unwrap_or(reactor.sockets.len());
             let token = Token(index);
@@ -302,8 +307,7 @@ impl<S> Registered<S> {
     }
 
     fn wait(&self, direction: Direction, waker: &Waker) -> io::Result<()> {
-        let replaced = REACTOR.with(|reactor| {
-            let mut reactor = reactor.borrow_mut();
+        let replaced = with_reactor(|reactor| {
             let Some(Some(waiting)) = reactor.sockets.get_mut(self.token.0) else {
                 return Err(io::Error::other("a socket outside the DNS runtime"));
             };
@@ -322,10 +326,7 @@ impl<S> Registered<S> {
 impl<S> Drop for Registered<S> {
     fn drop(&mut self) {
         // Closing the socket (next) takes it out of epoll; its token becomes free.
-        let freed = REACTOR.try_with(|reactor| {
-            let mut reactor = reactor.try_borrow_mut().ok()?;
-            reactor.sockets.get_mut(self.token.0)?.take()
-        });
+        let freed = with_reactor_if_free(|reactor| reactor.sockets.get_mut(self.token.0)?.take());
         drop(freed);
     }
 }
@@ -358,8 +359,7 @@ impl Future for Sleep {
             return Poll::Ready(());
         }
         let waker = cx.waker().clone();
-        let (id, replaced) = REACTOR.with(|reactor| {
-            let mut reactor = reactor.borrow_mut();
+        let (id, replaced) = with_reactor(|reactor| {
             if let Some(timer) = self
                 .id
                 .and_then(|id| reactor.timers.iter_mut().find(|t| t.id == id))
@@ -385,8 +385,7 @@ impl Future for Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         let Some(id) = self.id else { return };
-        let removed = REACTOR.try_with(|reactor| {
-            let mut reactor = reactor.try_borrow_mut().ok()?;
+        let removed = with_reactor_if_free(|reactor| {
             let index = reactor.timers.iter().position(|timer| timer.id == id)?;
             Some(reactor.timers.swap_remove(index))
         });
@@ -476,7 +475,7 @@ fn connect_result(stream: &TcpStream) -> io::Result<()> {
 
 impl Spawn for Provider {
     fn spawn_bg(&mut self, future: impl Future<Output = ()> + Send + 'static) {
-        REACTOR.with(|reactor| reactor.borrow_mut().spawned.push(Box::pin(future)));
+        with_reactor(|reactor| reactor.spawned.push(Box::pin(future)));
     }
 }
 
