@@ -18,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod connect;
 pub mod error;
+pub mod hosts;
 pub mod log;
 pub mod proxy_header;
 pub mod relay;

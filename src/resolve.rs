@@ -1,5 +1,6 @@
-//! Resolve: the backend's addresses, looked up afresh for this session with hickory-resolver,
-//! from /etc/resolv.conf (servers, search, ndots, timeout, attempts) and /etc/hosts.
+//! Resolve: the backend's addresses, looked up afresh for this session: /etc/hosts first
+//! (hosts.rs), then DNS with hickory-resolver, from /etc/resolv.conf (servers, search, ndots,
+//! timeout, attempts).
 //!
 //! hickory has no synchronous API, so a small runtime of dynproxy's own (runtime.rs) lives
 //! for the lookup only and is gone before the relay starts: no threads, no timers left behind.
@@ -13,13 +14,14 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::Resolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::system_conf::parse_resolv_conf;
 
 use crate::error::Error;
+use crate::hosts;
 use crate::log::{Joined, Log, millis};
 use crate::runtime::{self, Provider, Runtime};
 
@@ -67,6 +69,16 @@ enum Answer {
 
 pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<IpAddr>, Error> {
     let started = Instant::now();
+    let mut pinned = hosts::lookup(&fs::read(hosts::PATH).unwrap_or_default(), host);
+    pinned.retain(|ip| options.family.allows(*ip));
+    if !pinned.is_empty() {
+        log.step(format_args!(
+            "{host} has {} in {}",
+            Joined(pinned.iter()),
+            hosts::PATH
+        ));
+        return Ok(pinned);
+    }
     let (config, mut resolver_options) = system_config(options.nameservers)?;
     let bound = options.timeout.unwrap_or(
         resolver_options.timeout * u32::try_from(resolver_options.attempts.max(1)).unwrap_or(1),
@@ -77,6 +89,8 @@ pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<I
     // Let the kernel pick the UDP source port in one bind(), instead of hickory drawing random
     // ports and retrying; under SELinux those draws would also be name_bind denials.
     resolver_options.os_port_selection = true;
+    // Read above, as the C library reads it (hosts.rs).
+    resolver_options.use_hosts_file = ResolveHosts::Never;
     log.step(format_args!(
         "resolving {host} via {} (giving up after {:.1}s)",
         servers(&config),

@@ -169,6 +169,16 @@ fn silent_dns_exits_75_after_the_resolve_timeout() {
 /// stdin. resolv.conf has no port, so its servers sit on port 53 of loopback addresses of
 /// their own (127.53.0.x).
 fn with_resolv_conf(resolv_conf: &str, target: &str, input: &[u8]) -> std::process::Output {
+    with_system_files(resolv_conf, None, target, input)
+}
+
+/// `with_resolv_conf`, and `hosts` as /etc/hosts if given.
+fn with_system_files(
+    resolv_conf: &str,
+    hosts: Option<&str>,
+    target: &str,
+    input: &[u8],
+) -> std::process::Output {
     assert!(
         is_root(),
         "this test needs root: a mount namespace and port 53"
@@ -176,15 +186,25 @@ fn with_resolv_conf(resolv_conf: &str, target: &str, input: &[u8]) -> std::proce
     let dir = TempDir::new();
     let conf = dir.join("resolv.conf");
     std::fs::write(&conf, resolv_conf).unwrap();
+    let hosts_file = dir.join("hosts");
+    std::fs::write(&hosts_file, hosts.unwrap_or_default()).unwrap();
+    let mount_hosts = if hosts.is_some() {
+        r#"mount --bind "$1" /etc/hosts"#
+    } else {
+        "true"
+    };
     run_with_input(
         Command::new("unshare")
             .args([
                 "--mount",
                 "sh",
                 "-c",
-                r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#,
+                &format!(
+                    r#"mount --bind "$0" /etc/resolv.conf && {mount_hosts} && shift && exec "$@""#
+                ),
             ])
             .arg(&conf)
+            .arg(&hosts_file)
             .arg(dynproxy())
             .arg(target),
         input,
@@ -220,6 +240,41 @@ fn resolv_conf_timeout_times_attempts_bounds_the_wait() {
         stderr.contains("no answer for app.test within 2.0s"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_hosts_file_name_resolves_whatever_the_search_list() {
+    // The C library looks a name up in /etc/hosts as given; the search list is for DNS.
+    let dns = DnsServer::start_on("127.53.0.3:53".parse().unwrap());
+    let echo = backend::echo("127.0.0.1");
+    let out = with_system_files(
+        "nameserver 127.53.0.3\nsearch internal.test\noptions ndots:5\n",
+        Some("127.0.0.1 localhost\n127.0.0.1 db.pinned db\n"),
+        &format!("db:{}", echo.address.port()),
+        b"from /etc/hosts",
+    );
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, b"from /etc/hosts");
+    assert_eq!(dns.queries() + dns.tcp_queries(), 0);
+}
+
+#[test]
+fn a_hosts_file_entry_is_not_overridden_by_dns() {
+    // DNS knows an IPv6 address for the name too; /etc/hosts pins it to IPv4, and DNS is
+    // not asked at all (as the C library's getaddrinfo does).
+    let dns = DnsServer::start_on("127.53.0.4:53".parse().unwrap());
+    dns.set("pinned.test", &[aaaa("::1"), a("127.0.0.2")]);
+    let echo = backend::echo("127.0.0.1");
+    let out = with_system_files(
+        "nameserver 127.53.0.4\n",
+        Some("127.0.0.1 Pinned.Test\n"),
+        &format!("pinned.test:{}", echo.address.port()),
+        b"pinned",
+    );
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, b"pinned");
+    assert_eq!(echo.accepted(), 1);
+    assert_eq!(dns.queries() + dns.tcp_queries(), 0);
 }
 
 #[test]
