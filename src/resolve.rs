@@ -2,23 +2,32 @@
 //! (hosts.rs), then DNS with hickory-resolver, from /etc/resolv.conf (servers, search, ndots,
 //! timeout, attempts).
 //!
+//! Of hickory, dynproxy uses the pool of name servers — what sends the queries, retries them,
+//! falls back to TCP after a truncated answer and checks every reply — but not the `Resolver`
+//! around it, whose cache, tables of special-use names and reading of /etc/hosts were a
+//! quarter of a session's instructions and of no use to one lookup per process. What of it
+//! a session needs is here: the search list, following CNAME chains, localhost.
+//!
 //! hickory has no synchronous API, so a small runtime of dynproxy's own (runtime.rs) lives
 //! for the lookup only and is gone before the relay starts: no threads, no timers left behind.
 
 use std::fmt;
 use std::fs;
 use std::future::{Future, poll_fn};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use hickory_resolver::Resolver;
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::xfer::{DnsHandle, RetryDnsHandle};
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_resolver::proto::rr::rdata::CNAME;
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::system_conf::parse_resolv_conf;
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
 use crate::error::Error;
 use crate::hosts;
@@ -30,6 +39,9 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// Once one family has answered with addresses, the other gets this long to follow
 /// (RFC 8305's Resolution Delay): a server that drops AAAA queries must not stall the session.
 const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
+
+/// How many queries one name's CNAME chain may take (hickory's resolver allows 8).
+const MAX_CHAIN_QUERIES: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -68,29 +80,51 @@ enum Answer {
 }
 
 pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<IpAddr>, Error> {
-    let started = Instant::now();
-    let mut pinned = hosts::lookup(&fs::read(hosts::PATH).unwrap_or_default(), host);
-    pinned.retain(|ip| options.family.allows(*ip));
-    if !pinned.is_empty() {
+    if let Some((addresses, source)) = local(host, options.family) {
         log.step(format_args!(
-            "{host} has {} in {}",
-            Joined(pinned.iter()),
-            hosts::PATH
+            "{host} has {} ({source})",
+            Joined(addresses.iter())
         ));
-        return Ok(pinned);
+        return Ok(addresses);
     }
+    let started = Instant::now();
+    let addresses = ask_dns(host, options, log)?;
+    log.step(format_args!(
+        "{host} has {} in {:.1} ms",
+        Joined(addresses.iter()),
+        millis(started)
+    ));
+    Ok(addresses)
+}
+
+/// What the machine itself says of `host`, never asked of DNS: /etc/hosts, then the
+/// loopback addresses for localhost names (RFC 6761).
+fn local(host: &str, family: Family) -> Option<(Vec<IpAddr>, &'static str)> {
+    let mut pinned = hosts::lookup(&fs::read(hosts::PATH).unwrap_or_default(), host);
+    pinned.retain(|ip| family.allows(*ip));
+    if !pinned.is_empty() {
+        return Some((pinned, hosts::PATH));
+    }
+    if !is_localhost(host) {
+        return None;
+    }
+    let mut loopback = vec![
+        IpAddr::from(Ipv6Addr::LOCALHOST),
+        Ipv4Addr::LOCALHOST.into(),
+    ];
+    loopback.retain(|ip| family.allows(*ip));
+    Some((loopback, "localhost, RFC 6761"))
+}
+
+fn ask_dns(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<IpAddr>, Error> {
     let (config, mut resolver_options) = system_config(options.nameservers)?;
     let bound = options.timeout.unwrap_or(
         resolver_options.timeout * u32::try_from(resolver_options.attempts.max(1)).unwrap_or(1),
     );
     resolver_options.timeout = resolver_options.timeout.min(bound);
-    // One lookup per process: a cache (moka, sized for 8192 answers by default) is pure cost.
-    resolver_options.cache_size = 0;
     // Let the kernel pick the UDP source port in one bind(), instead of hickory drawing random
     // ports and retrying; under SELinux those draws would also be name_bind denials.
     resolver_options.os_port_selection = true;
-    // Read above, as the C library reads it (hosts.rs).
-    resolver_options.use_hosts_file = ResolveHosts::Never;
     log.step(format_args!(
         "resolving {host} via {} (giving up after {:.1}s)",
         servers(&config),
@@ -98,16 +132,12 @@ pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<I
     ));
     let mut runtime =
         Runtime::new().map_err(|e| Error::Io(format!("cannot start the DNS runtime: {e}")))?;
-    let resolver = Resolver::builder_with_config(config, Provider)
-        .with_options(resolver_options)
-        .build()
-        .map_err(|e| Error::DnsTemporary(format!("cannot set up DNS: {e}")))?;
-    let family = options.family;
-    let answers = runtime.block_on(runtime::timeout(bound, lookup(&resolver, host, family)));
-    // Tearing down hickory's state (its cache, its server pool) costs about 40 µs that every
-    // session would pay for nothing: its memory is the process's until exit anyway. The
-    // runtime is dropped, which ends hickory's tasks and closes every descriptor they held.
-    std::mem::forget(resolver);
+    let dns = Dns::new(host, config, resolver_options)?;
+    let answers = runtime.block_on(runtime::timeout(bound, lookup(&dns, options.family)));
+    // Tearing down hickory's state (its server pool) costs time every session would pay for
+    // nothing: its memory is the process's until exit anyway. The runtime is dropped, which
+    // ends hickory's tasks and closes every descriptor they held.
+    std::mem::forget(dns);
     drop(runtime);
     let answers = answers
         .map_err(|e| Error::Io(format!("DNS runtime: {e}")))?
@@ -117,13 +147,14 @@ pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<I
                 bound.as_secs_f64()
             ))
         })?;
-    let addresses = conclude(host, family, answers)?;
-    log.step(format_args!(
-        "{host} has {} in {:.1} ms",
-        Joined(addresses.iter()),
-        millis(started)
-    ));
-    Ok(addresses)
+    conclude(host, options.family, answers)
+}
+
+/// `localhost` and the names under it (RFC 6761, section 6.3).
+fn is_localhost(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host).as_bytes();
+    let tail = name.len().saturating_sub("localhost".len());
+    name[tail..].eq_ignore_ascii_case(b"localhost") && (tail == 0 || name[tail - 1] == b'.')
 }
 
 /// resolv.conf as glibc reads it: a missing file or one without servers means 127.0.0.1.
@@ -155,13 +186,77 @@ fn has_nameserver(resolv_conf: &[u8]) -> bool {
         .any(|line| line.trim_ascii_start().starts_with(b"nameserver"))
 }
 
-async fn lookup(resolver: &Resolver<Provider>, host: &str, family: Family) -> Vec<Answer> {
+/// What asks DNS: hickory's pool of name servers (retries, TCP after a truncated answer,
+/// the checks on every reply) and, for it, the names to try in turn.
+struct Dns {
+    client: RetryDnsHandle<NameServerPool<Provider>>,
+    /// The host under the search list, in the order to ask them.
+    names: Vec<Name>,
+    request: DnsRequestOptions,
+}
+
+impl Dns {
+    fn new(host: &str, config: ResolverConfig, options: ResolverOpts) -> Result<Dns, Error> {
+        let setup = |e: NetError| Error::DnsTemporary(format!("cannot set up DNS: {e}"));
+        let host = Name::from_ascii(host).map_err(|e| setup(e.into()))?;
+        let names = search_list(host, &config, options.ndots);
+        // What hickory's `Resolver` would send with each query.
+        let mut request = DnsRequestOptions::default();
+        request.recursion_desired = options.recursion_desired;
+        request.use_edns = options.edns0;
+        request.edns_payload_len = options.edns_payload_len;
+        request.case_randomization = options.case_randomization;
+        let attempts = options.attempts;
+        let context = Arc::new(PoolContext::new(options, TlsConfig::new().map_err(setup)?));
+        let (_, _, servers) = config.into_parts();
+        let pool = NameServerPool::from_config(servers, context, Provider);
+        Ok(Dns {
+            client: RetryDnsHandle::new(pool, attempts),
+            names,
+            request,
+        })
+    }
+}
+
+/// The names to ask for `host`, as glibc builds them (resolv.conf(5)): a name with a final
+/// dot alone; one with at least `ndots` dots first as given, then under each search domain;
+/// one with fewer the other way round. Without a search list, the host's own domain is it.
+fn search_list(host: Name, config: &ResolverConfig, ndots: usize) -> Vec<Name> {
+    if host.is_fqdn() {
+        return vec![host];
+    }
+    let domains = match config.search() {
+        [] => config
+            .domain()
+            .map(std::slice::from_ref)
+            .unwrap_or_default(),
+        search => search,
+    };
+    let mut names: Vec<Name> = Vec::new();
+    for domain in domains {
+        if let Ok(name) = host.clone().append_domain(domain) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut as_given = host.clone();
+    as_given.set_fqdn(true);
+    if host.num_labels() as usize > ndots {
+        names.insert(0, as_given);
+    } else {
+        names.push(as_given);
+    }
+    names
+}
+
+async fn lookup(dns: &Dns, family: Family) -> Vec<Answer> {
     match family {
-        Family::V4 => vec![ask(resolver, host, RecordType::A).await],
-        Family::V6 => vec![ask(resolver, host, RecordType::AAAA).await],
+        Family::V4 => vec![ask(dns, RecordType::A).await],
+        Family::V6 => vec![ask(dns, RecordType::AAAA).await],
         Family::Any => {
-            let mut v6 = pin!(ask(resolver, host, RecordType::AAAA));
-            let mut v4 = pin!(ask(resolver, host, RecordType::A));
+            let mut v6 = pin!(ask(dns, RecordType::AAAA));
+            let mut v4 = pin!(ask(dns, RecordType::A));
             let (first, v6_first) = poll_fn(|cx| match v6.as_mut().poll(cx) {
                 Poll::Ready(answer) => Poll::Ready((answer, true)),
                 Poll::Pending => v4.as_mut().poll(cx).map(|answer| (answer, false)),
@@ -179,30 +274,77 @@ async fn lookup(resolver: &Resolver<Provider>, host: &str, family: Family) -> Ve
     }
 }
 
-async fn ask(resolver: &Resolver<Provider>, host: &str, record_type: RecordType) -> Answer {
-    match resolver.lookup(host, record_type).await {
-        Ok(lookup) => {
-            let addresses: Vec<IpAddr> = lookup
-                .answers()
-                .iter()
-                .filter(|record| record.record_type() == record_type)
-                .filter_map(|record| match &record.data {
-                    RData::A(a) => Some(IpAddr::V4(a.0)),
-                    RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-                    _ => None,
-                })
-                .collect();
-            if addresses.is_empty() {
-                Answer::Missing { nxdomain: false }
-            } else {
-                Answer::Addresses(addresses)
-            }
+/// Asks each name of the search list in turn until one has addresses of `record_type`. A
+/// failure outweighs a missing name: the name may well exist under that one.
+async fn ask(dns: &Dns, record_type: RecordType) -> Answer {
+    let mut outcome = Answer::Missing { nxdomain: false };
+    for name in &dns.names {
+        match ask_name(dns, name, record_type).await {
+            found @ Answer::Addresses(_) => return found,
+            failed @ Answer::Failed(_) => outcome = failed,
+            missing if !matches!(outcome, Answer::Failed(_)) => outcome = missing,
+            _ => {}
         }
-        Err(NetError::Dns(DnsError::NoRecordsFound(none))) => Answer::Missing {
-            nxdomain: none.response_code == ResponseCode::NXDomain,
-        },
-        Err(e) => Answer::Failed(format!("{record_type} query failed: {e}")),
     }
+    outcome
+}
+
+/// Asks for `name`; a CNAME chain the reply leaves unfinished (a server gives up on long
+/// chains) is asked on from where it ends, as hickory's resolver does, a few times at most.
+async fn ask_name(dns: &Dns, name: &Name, record_type: RecordType) -> Answer {
+    let mut name = name.clone();
+    for _ in 0..MAX_CHAIN_QUERIES {
+        let query = Query::query(name.clone(), record_type);
+        let mut replies = dns.client.lookup(query, dns.request);
+        let response = match poll_fn(|cx| replies.as_mut().poll_next(cx)).await {
+            Some(Ok(response)) => response,
+            Some(Err(NetError::Dns(DnsError::NoRecordsFound(none)))) => {
+                return Answer::Missing {
+                    nxdomain: none.response_code == ResponseCode::NXDomain,
+                };
+            }
+            Some(Err(e)) => return Answer::Failed(format!("{record_type} query failed: {e}")),
+            None => return Answer::Failed(format!("{record_type} query got no reply")),
+        };
+        let (addresses, end) = follow(&name, record_type, &response.answers);
+        if !addresses.is_empty() {
+            return Answer::Addresses(addresses);
+        }
+        if end == name || response.response_code == ResponseCode::NXDomain {
+            return Answer::Missing {
+                nxdomain: response.response_code == ResponseCode::NXDomain,
+            };
+        }
+        name = end;
+    }
+    Answer::Missing { nxdomain: false }
+}
+
+/// Follows `name`'s CNAME chain through `answers` as far as they hold it, and gives the
+/// addresses of `record_type` of where it ends, and that name. Each link uses up a record,
+/// so a loop ends when the records do.
+fn follow(name: &Name, record_type: RecordType, answers: &[Record]) -> (Vec<IpAddr>, Name) {
+    let mut owner = name;
+    for _ in 0..answers.len() {
+        let next = answers.iter().find_map(|record| match &record.data {
+            RData::CNAME(CNAME(target)) if record.name == *owner => Some(target),
+            _ => None,
+        });
+        match next {
+            Some(target) => owner = target,
+            None => break,
+        }
+    }
+    let addresses = answers
+        .iter()
+        .filter(|record| record.name == *owner && record.record_type() == record_type)
+        .filter_map(|record| match &record.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+            _ => None,
+        })
+        .collect();
+    (addresses, owner.clone())
 }
 
 /// Addresses if any family has some; else a temporary failure if any query failed (the name
@@ -241,4 +383,133 @@ fn servers(config: &ResolverConfig) -> impl fmt::Display + '_ {
         let port = server.connections.first().map_or(53, |c| c.port);
         SocketAddr::new(server.ip, port)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::rr::rdata::A;
+
+    fn name(text: &str) -> Name {
+        Name::from_ascii(text).unwrap()
+    }
+
+    fn texts(names: &[Name]) -> Vec<String> {
+        names.iter().map(Name::to_string).collect()
+    }
+
+    fn config(domain: Option<&str>, search: &[&str]) -> ResolverConfig {
+        ResolverConfig::from_parts(
+            domain.map(name),
+            search.iter().map(|s| name(s)).collect(),
+            vec![],
+        )
+    }
+
+    #[test]
+    fn a_short_name_is_tried_under_the_search_domains_first() {
+        let config = config(None, &["a.test", "b.test"]);
+        let names = search_list(name("db"), &config, 1);
+        assert_eq!(texts(&names), ["db.a.test.", "db.b.test.", "db."]);
+    }
+
+    #[test]
+    fn a_name_with_ndots_dots_is_tried_as_given_first() {
+        let config = config(None, &["a.test"]);
+        assert_eq!(
+            texts(&search_list(name("db.x"), &config, 1)),
+            ["db.x.", "db.x.a.test."]
+        );
+        assert_eq!(
+            texts(&search_list(name("db.x"), &config, 2)),
+            ["db.x.a.test.", "db.x."]
+        );
+    }
+
+    #[test]
+    fn a_name_with_a_final_dot_is_only_itself() {
+        let config = config(Some("home.test"), &["a.test"]);
+        assert_eq!(texts(&search_list(name("db."), &config, 1)), ["db."]);
+    }
+
+    #[test]
+    fn the_hosts_domain_serves_only_without_a_search_list() {
+        assert_eq!(
+            texts(&search_list(name("db"), &config(Some("home.test"), &[]), 1)),
+            ["db.home.test.", "db."]
+        );
+        assert_eq!(
+            texts(&search_list(
+                name("db"),
+                &config(Some("home.test"), &["a.test"]),
+                1
+            )),
+            ["db.a.test.", "db."]
+        );
+    }
+
+    fn record(owner: &str, data: RData) -> Record {
+        Record::from_rdata(name(owner), 0, data)
+    }
+
+    fn cname(owner: &str, target: &str) -> Record {
+        record(owner, RData::CNAME(CNAME(name(target))))
+    }
+
+    fn a(owner: &str, ip: [u8; 4]) -> Record {
+        record(owner, RData::A(A(ip.into())))
+    }
+
+    #[test]
+    fn a_chain_is_followed_to_its_addresses_in_any_order() {
+        let answers = [
+            a("real.test.", [10, 0, 0, 1]),
+            cname("mid.test.", "real.test."),
+            a("other.test.", [10, 0, 0, 9]),
+            cname("Alias.Test.", "mid.test."),
+        ];
+        let (found, end) = follow(&name("alias.test."), RecordType::A, &answers);
+        assert_eq!(found, [IpAddr::from([10, 0, 0, 1])]);
+        assert_eq!(end, name("real.test."));
+    }
+
+    #[test]
+    fn an_unfinished_chain_ends_where_the_answer_does() {
+        let answers = [cname("alias.test.", "far.test.")];
+        let (found, end) = follow(&name("alias.test."), RecordType::A, &answers);
+        assert!(found.is_empty());
+        assert_eq!(end, name("far.test."));
+    }
+
+    #[test]
+    fn a_loop_ends_with_no_address() {
+        let answers = [
+            cname("ping.test.", "pong.test."),
+            cname("pong.test.", "ping.test."),
+        ];
+        let (found, _) = follow(&name("ping.test."), RecordType::A, &answers);
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn addresses_of_another_owner_or_type_are_not_taken() {
+        let answers = [
+            a("other.test.", [10, 0, 0, 9]),
+            a("db.test.", [10, 0, 0, 1]),
+        ];
+        let (found, _) = follow(&name("db.test."), RecordType::AAAA, &answers);
+        assert!(found.is_empty());
+        let (found, _) = follow(&name("db.test."), RecordType::A, &answers);
+        assert_eq!(found, [IpAddr::from([10, 0, 0, 1])]);
+    }
+
+    #[test]
+    fn localhost_and_the_names_under_it() {
+        for host in ["localhost", "LocalHost.", "db.localhost"] {
+            assert!(is_localhost(host), "{host}");
+        }
+        for host in ["notlocalhost", "localhost.test", "local"] {
+            assert!(!is_localhost(host), "{host}");
+        }
+    }
 }

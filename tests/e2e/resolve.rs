@@ -278,6 +278,38 @@ fn a_hosts_file_entry_is_not_overridden_by_dns() {
 }
 
 #[test]
+fn a_name_missing_as_given_is_found_under_the_search_list() {
+    // One dot and ndots:1: asked as given first (NXDOMAIN), then under the search domain.
+    let dns = DnsServer::start_on("127.53.0.5:53".parse().unwrap());
+    dns.set("app.internal.corp.test", &[a("127.0.0.1")]);
+    let echo = backend::echo("127.0.0.1");
+    let out = with_resolv_conf(
+        "nameserver 127.53.0.5\nsearch corp.test\noptions ndots:1\n",
+        &format!("app.internal:{}", echo.address.port()),
+        b"searched",
+    );
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, b"searched");
+}
+
+#[test]
+fn localhost_is_loopback_without_dns_even_when_hosts_lacks_it() {
+    // RFC 6761: localhost names are never asked of DNS.
+    let dns = DnsServer::start_on("127.53.0.6:53".parse().unwrap());
+    dns.set("localhost", &[a("127.0.0.2")]);
+    let echo = backend::echo("127.0.0.1");
+    let out = with_system_files(
+        "nameserver 127.53.0.6\n",
+        Some("# nothing\n"),
+        &format!("localhost:{}", echo.address.port()),
+        b"loopback",
+    );
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, b"loopback");
+    assert_eq!(dns.queries() + dns.tcp_queries(), 0);
+}
+
+#[test]
 fn a_second_nameserver_answers_when_the_first_is_silent() {
     let silent = DnsServer::start();
     silent.behave(Behaviour::Silent);
