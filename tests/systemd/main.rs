@@ -156,7 +156,21 @@ fn a_thousand_concurrent_sessions_all_succeed() {
         .manager
         .in_netns(|| (0..1000).map(|_| postgres_client()).collect());
     // Every banner read means that session's dynproxy is connected: all 1000 are alive at once.
-    for stream in &mut streams {
+    for (index, stream) in streams.iter_mut().enumerate() {
+        let mut first = [0u8];
+        if let Err(e) = stream.peek(&mut first) {
+            // What a later session needs to tell a slow machine from a stuck session.
+            let units = deployment
+                .manager
+                .systemctl(&["list-units", "--no-legend", "--all"]);
+            let sessions: Vec<&str> = units.lines().filter(|l| l.contains("postgres@")).collect();
+            let running = sessions.iter().filter(|l| l.contains(" running ")).count();
+            panic!(
+                "session {index}: no banner within {WAIT:?} ({e}); {} session units, {running} running; journal:\n{}",
+                sessions.len(),
+                deployment.manager.journal()
+            );
+        }
         assert_eq!(read_banner(stream), "db");
     }
     let running = deployment.manager.systemctl(&[
