@@ -1,10 +1,10 @@
 //! The allocator: a session's first allocations come from a bump arena, the rest from the C
 //! library's malloc.
 //!
-//! Why: nearly everything a session allocates (the lookup's runtime, hickory's resolver and
-//! its messages) is made before the relay starts and is freed soon after or never. musl's malloc
-//! hands each emptied group straight back to the kernel, so one session made about 45
-//! mmap/munmap calls and spent a fifth of its CPU in the allocator (README, "Benchmark").
+//! Why: nearly everything a session allocates (the lookup's runtime, hickory's name-server
+//! pool and its messages) is made before the relay starts and is freed soon after or never.
+//! musl's malloc hands each emptied group straight back to the kernel, so one session made
+//! about 45 mmap/munmap calls and spent a fifth of its CPU in the allocator (README, "Benchmark").
 //! Here an allocation is an add, and the arena is one mapping whose pages the kernel
 //! supplies as they are first touched.
 //!

@@ -1,5 +1,5 @@
-//! The smallest async runtime hickory's resolver needs for one lookup: one thread, mio for
-//! the sockets, a list for the timers, a list for the tasks.
+//! The smallest async runtime hickory's name-server pool needs for one lookup: one thread,
+//! mio for the sockets, a list for the timers, a list for the tasks.
 //!
 //! hickory has no synchronous API; it asks for a `RuntimeProvider` — UDP and TCP sockets
 //! that can be polled, timers, and a way to spawn background tasks (one per connection to a
