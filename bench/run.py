@@ -132,6 +132,12 @@ def read_from_disk(paths):
             os.close(fd)
 
 
+def cgroup_hierarchy():
+    """The cgroup2 hierarchy: /sys/fs/cgroup/unified on hybrid hosts, else /sys/fs/cgroup."""
+    return next(p for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+                if os.path.exists(os.path.join(p, "cgroup.procs")))
+
+
 def wait_until(check, what, seconds=30):
     deadline = time.monotonic() + seconds
     while not check():
@@ -504,9 +510,7 @@ def main():
     read_from_disk([DYNPROXY, DYNBENCH, PROXYD, shutil.which("socat"),
                     shutil.which("systemd-socket-activate")])
     backend = subprocess.Popen([DYNBENCH, "backend", BACKEND])
-    cgroup_root = next(p for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-                       if os.path.exists(os.path.join(p, "cgroup.procs")))
-    cgroup_root = os.path.join(cgroup_root, f"dynbench-{os.getpid()}")
+    cgroup_root = os.path.join(cgroup_hierarchy(), f"dynbench-{os.getpid()}")
     os.makedirs(cgroup_root)
     try:
         wait_until(lambda: subprocess.run(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9000"],

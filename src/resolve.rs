@@ -150,7 +150,9 @@ fn ask_dns(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<IpAdd
     conclude(host, options.family, answers)
 }
 
-/// `localhost` and the names under it (RFC 6761, section 6.3).
+/// `localhost` and the names under it (RFC 6761, section 6.3). Not hickory's
+/// `Name::is_localhost`: that builds its tables of special-use names, which are what leaving
+/// out hickory's `Resolver` saved.
 fn is_localhost(host: &str) -> bool {
     let name = host.strip_suffix('.').unwrap_or(host).as_bytes();
     let tail = name.len().saturating_sub("localhost".len());
@@ -310,10 +312,9 @@ async fn ask_name(dns: &Dns, name: &Name, record_type: RecordType) -> Answer {
         if !addresses.is_empty() {
             return Answer::Addresses(addresses);
         }
-        if end == name || response.response_code == ResponseCode::NXDomain {
-            return Answer::Missing {
-                nxdomain: response.response_code == ResponseCode::NXDomain,
-            };
+        let nxdomain = response.response_code == ResponseCode::NXDomain;
+        if end == name || nxdomain {
+            return Answer::Missing { nxdomain };
         }
         name = end;
     }
