@@ -157,6 +157,15 @@ impl Manager {
         })
     }
 
+    /// dynproxy processes in the namespace: (exec'd, forked by the manager and not yet
+    /// exec'd). Until it execs, a session's child is named "(dynproxy)": it is still in
+    /// systemd's hands, setting up the sandbox (or waiting to).
+    pub fn dynproxy_processes(&self) -> (usize, usize) {
+        let names = stdout(&self.run(&["ps", "-e", "-o", "comm="]));
+        let count = |name: &str| names.lines().filter(|l| l.trim() == name).count();
+        (count("dynproxy"), count("(dynproxy)"))
+    }
+
     fn console(&self) -> String {
         fs::read_to_string(self.work.join("console.log")).unwrap_or_default()
     }

@@ -11,6 +11,12 @@ mount -t sysfs -o ro sysfs /sys                           # sysfs of the new net
 mount -t cgroup2 cgroup2 /sys/fs/cgroup                   # rooted at our cgroup namespace
 mount --bind /proc/sys /proc/sys; mount -o remount,bind,ro /proc/sys   # PID 1 raises sysctls
 if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+# a private /tmp and /var/tmp: PrivateTmp= makes each session's directories there, and they
+# must not reach the host's.  The work directory may lie under /tmp: it is carried across.
+mkdir -p /run/.work; mount --bind "$WORK" /run/.work
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp
+mkdir -p "$WORK"; mount --move /run/.work "$WORK"; rmdir /run/.work
 # a private /dev, so /dev/log and /dev/console never reach the host's
 mkdir -p /run/.hostdev; mount --bind /dev /run/.hostdev
 mount -t tmpfs -o mode=755,nosuid,size=1m tmpfs /dev
