@@ -3,24 +3,36 @@
 //!
 //! Why: nearly everything a session allocates (the lookup's runtime, hickory's name-server
 //! pool and its messages) is made before the relay starts and is freed soon after or never.
-//! musl's malloc hands each emptied group straight back to the kernel, so one session made
-//! about 45 mmap/munmap calls and spent a fifth of its CPU in the allocator (README, "Benchmark").
-//! Here an allocation is an add, and the arena is one mapping whose pages the kernel
-//! supplies as they are first touched.
+//! musl's malloc hands each emptied group straight back to the kernel, so a session made
+//! dozens of mmap/munmap calls and spent a large share of its CPU in the allocator (README,
+//! "Benchmark"; `strace -c -f` under `bench/session-cost` counts them again). Here an
+//! allocation is an add, and the arena is one mapping whose pages the kernel supplies as they
+//! are first touched.
 //!
-//! A freed block's space is reused only when it is the last one handed out, so the arena is a
-//! fixed price: a session touches about 68 KiB of it. Neither recycling emptied pages nor
-//! giving them back to the kernel paid (README, "Benchmark"). Once the arena is used up,
-//! allocation falls through to malloc, which reuses what is freed: a relay that runs for days
-//! does not grow.
+//! A freed block's space is reused only when it is the last one handed out (and the last one
+//! grows and shrinks in place), so the arena is a fixed price per session. Neither recycling
+//! emptied pages nor giving them back to the kernel paid (README, "Benchmark"). Once the arena
+//! is used up, allocation falls through to malloc, which reuses what is freed: a relay that
+//! runs for days does not grow.
+//!
+//! # Contract (each point has a test below; `cargo +nightly miri test --lib alloc::` runs
+//! them under Miri, which also checks every pointer they use)
+//! 1. Live blocks never overlap, lie inside the mapping and are aligned as asked; alignments
+//!    over a page, sizes that do not fit, and everything once mmap failed go to malloc.
+//! 2. A block goes back to whoever handed it out: the arena's to the arena, malloc's to free.
+//! 3. Freeing the last block handed out takes its space back; freeing any other leaks its
+//!    space until exit (never reused, so never handed out twice).
+//! 4. `realloc` of the last block grows or shrinks it in place when the arena has the room;
+//!    any other arena block moves (copied) and its old space is freed as in 3.
+//! 5. A zeroed block comes from the arena only if its bytes were never handed out before.
+//! 6. Any number of threads may allocate at once (compare-and-swap on one counter).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
-/// A session that resolved a name and is relaying has touched 68 KiB of the arena (measured
-/// with hickory-resolver 0.26); it holds that more than three times over. Pages never touched
-/// cost nothing.
+/// Several times what a session that resolved a name and is relaying touches (README,
+/// "Benchmark", has the high-water mark); pages never touched cost nothing.
 const ARENA_SIZE: usize = 256 * 1024;
 
 /// The arena's start is page aligned, so no alignment up to a page needs padding at its base.
@@ -112,6 +124,27 @@ impl Arena {
         }
     }
 
+    /// Resizes the block at `offset` where it is, if nothing was handed out after it and the
+    /// new size fits; true if it did.
+    fn resize_last(&self, offset: usize, size: usize, new_size: usize) -> bool {
+        let Some(end) = offset
+            .checked_add(new_size)
+            .filter(|&end| end <= ARENA_SIZE)
+        else {
+            return false;
+        };
+        // AcqRel: as in `bump` for the bytes a growing block takes, as in `release` for the
+        // bytes a shrinking one gives back.
+        let resized = self
+            .used
+            .compare_exchange(offset + size, end, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if resized {
+            self.untouched.fetch_max(end, Ordering::Relaxed);
+        }
+        resized
+    }
+
     /// Takes back the block at `offset` if nothing was handed out after it.
     fn release(&self, offset: usize, size: usize) {
         let _ =
@@ -168,6 +201,29 @@ unsafe impl GlobalAlloc for Arena {
             None => unsafe { System.dealloc(block, layout) },
         }
     }
+
+    unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(offset) = self.offset(block) else {
+            // SAFETY: realloc of a block that malloc handed out with `layout`, under the
+            // caller's guarantees (a non-zero new size that does not overflow when aligned).
+            return unsafe { System.realloc(block, layout, new_size) };
+        };
+        if self.resize_last(offset, layout.size(), new_size) {
+            return block;
+        }
+        // SAFETY: the caller guarantees that new_size, aligned to layout.align(), does not
+        // overflow isize, which is all Layout asks.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: a non-zero size, as the caller guarantees.
+        let moved = unsafe { self.alloc(new_layout) };
+        if !moved.is_null() {
+            // SAFETY: both blocks are live, distinct (the old one is not freed yet) and at
+            // least this long.
+            unsafe { ptr::copy_nonoverlapping(block, moved, layout.size().min(new_size)) };
+            self.release(offset, layout.size());
+        }
+        moved
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +276,102 @@ mod tests {
         assert!(place(&arena, 32, 16).is_none());
         assert!(place(&arena, 16, 16).is_some(), "the exact rest still fits");
         assert!(place(&arena, 1, 1).is_none());
+    }
+
+    /// The arena's bytes from `offset` on, as a slice of `len`.
+    fn bytes(arena: &Arena, offset: usize, len: usize) -> &[u8] {
+        // SAFETY: the test keeps the block at `offset` of at least `len` bytes live and
+        // initialised while the slice is used.
+        unsafe { std::slice::from_raw_parts(arena.base().unwrap().add(offset), len) }
+    }
+
+    #[test]
+    fn the_last_block_grows_and_shrinks_in_place() {
+        let arena = Arena::new();
+        let small = layout(16 * 1024, 8);
+        // SAFETY: non-zero layouts; each block is used within its size and freed once with
+        // the layout it last had.
+        unsafe {
+            let block = arena.alloc(small);
+            block.write_bytes(7, small.size());
+            let grown = arena.realloc(block, small, 32 * 1024);
+            assert_eq!(grown, block, "grown where it was");
+            assert_eq!(arena.used.load(Ordering::Relaxed), 32 * 1024, "not 48 KiB");
+            let shrunk = arena.realloc(grown, layout(32 * 1024, 8), 100);
+            assert_eq!(shrunk, block);
+            assert_eq!(arena.used.load(Ordering::Relaxed), 100);
+            assert!(bytes(&arena, 0, 100).iter().all(|&b| b == 7));
+            arena.dealloc(shrunk, layout(100, 8));
+        }
+        assert_eq!(arena.used.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_block_that_is_not_the_last_moves_with_its_bytes() {
+        let arena = Arena::new();
+        let first = layout(64, 8);
+        // SAFETY: as in the test above.
+        unsafe {
+            let block = arena.alloc(first);
+            for i in 0..64 {
+                block.add(i).write(i as u8);
+            }
+            let after = arena.alloc(layout(8, 8));
+            let moved = arena.realloc(block, first, 128);
+            assert_ne!(moved, block);
+            assert_eq!(arena.offset(moved), Some(72), "after the block behind it");
+            let copied = bytes(&arena, 72, 64);
+            assert!(copied.iter().enumerate().all(|(i, &b)| b == i as u8));
+            arena.dealloc(moved, layout(128, 8));
+            arena.dealloc(after, layout(8, 8));
+        }
+    }
+
+    #[test]
+    fn a_block_that_would_outgrow_the_arena_moves_to_malloc() {
+        let arena = Arena::new();
+        let small = layout(32, 8);
+        // SAFETY: as in the tests above.
+        unsafe {
+            let block = arena.alloc(small);
+            block.write_bytes(9, 32);
+            let moved = arena.realloc(block, small, ARENA_SIZE + 1);
+            assert!(!moved.is_null() && arena.offset(moved).is_none());
+            assert!(
+                std::slice::from_raw_parts(moved, 32)
+                    .iter()
+                    .all(|&b| b == 9)
+            );
+            assert_eq!(
+                arena.used.load(Ordering::Relaxed),
+                0,
+                "its arena space freed"
+            );
+            let back = arena.realloc(moved, layout(ARENA_SIZE + 1, 8), 16);
+            assert!(
+                arena.offset(back).is_none(),
+                "malloc's block stays malloc's"
+            );
+            arena.dealloc(back, layout(16, 8));
+        }
+    }
+
+    #[test]
+    fn a_grown_block_is_never_handed_out_again_as_fresh_zeros() {
+        let arena = Arena::new();
+        // SAFETY: as in the tests above.
+        unsafe {
+            let block = arena.alloc(layout(8, 8));
+            let grown = arena.realloc(block, layout(8, 8), 4096);
+            grown.write_bytes(1, 4096);
+            let shrunk = arena.realloc(grown, layout(4096, 8), 8);
+            // Bytes 8.. were handed out (by growing) and written: not the kernel's zeros.
+            let zeroed = arena.alloc_zeroed(layout(1024, 8));
+            let zeros = std::slice::from_raw_parts(zeroed, 1024);
+            assert!(zeros.iter().all(|&b| b == 0));
+            arena.dealloc(zeroed, layout(1024, 8));
+            arena.dealloc(shrunk, layout(8, 8));
+        }
     }
 
     #[test]

@@ -116,7 +116,7 @@ where
 }
 
 /// The command line of nearly every unit, `dynproxy HOST:PORT`, without clap: building
-/// clap's whole command costs a session about 50 µs, 6% of its CPU (README, "Benchmark").
+/// clap's whole command is a measurable share of a session's CPU (README, "Benchmark").
 /// Anything else, including a target that does not parse, is clap's to read and explain; a
 /// property test holds both ways to the same result.
 fn just_a_target(args: &[std::ffi::OsString]) -> Option<Args> {

@@ -234,10 +234,10 @@ fn systemd_socket() -> Result<Option<RawFd>, Error> {
     if !for_us {
         return Ok(None);
     }
+    // LISTEN_* stay in the environment (sd_listen_fds(0) does the same): dynproxy starts no
+    // program that could take them for its own, and LISTEN_PID names this process only.
+    // Changing the environment is safe only while no other thread can read it.
     let count = env::var("LISTEN_FDS").unwrap_or_default();
-    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        sys::unsetenv(name);
-    }
     if count != "1" {
         return Err(Error::Usage(format!(
             "systemd passed LISTEN_FDS={count:?}; dynproxy serves exactly one connection (Accept=yes)"

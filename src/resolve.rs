@@ -136,7 +136,8 @@ fn ask_dns(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<IpAdd
     let answers = runtime.block_on(runtime::timeout(bound, lookup(&dns, options.family)));
     // Tearing down hickory's state (its server pool) costs time every session would pay for
     // nothing: its memory is the process's until exit anyway. The runtime is dropped, which
-    // ends hickory's tasks and closes every descriptor they held.
+    // ends hickory's tasks and closes every descriptor they held (the e2e tests
+    // `a_lookup*_descriptors*` count them while the relay runs).
     std::mem::forget(dns);
     drop(runtime);
     let answers = answers

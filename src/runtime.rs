@@ -4,8 +4,32 @@
 //! hickory has no synchronous API; it asks for a `RuntimeProvider` — UDP and TCP sockets
 //! that can be polled, timers, and a way to spawn background tasks (one per connection to a
 //! name server, moving its queries and answers). tokio's runtime did the job, but building
-//! and dropping it cost each session about 60 µs of CPU and 70 µs of setup latency (README,
-//! "Benchmark"); this one costs an epoll descriptor and a few allocations.
+//! and dropping it cost each session more than everything here (README, "Benchmark", and
+//! `bench/ab` to measure it again).
+//!
+//! # Contract
+//! What it supports:
+//! - One `Runtime` per thread at a time (a second is refused), driving one future with
+//!   `block_on`, plus the tasks spawned meanwhile (hickory's, through `Provider`).
+//! - Futures wait for the runtime's own sockets and timers, or for a wake from any thread
+//!   (which interrupts epoll at once through a `mio::Waker`). A future that waits only for
+//!   another thread must also hold a timer of the runtime: with neither a timer nor a socket
+//!   to wait for, `block_on` returns an error instead of sleeping for ever.
+//! - Fairness: each round polls the main future if woken, then every woken task once, then
+//!   wakes whoever waits for a due timer. When nothing is woken it sleeps in epoll until a
+//!   socket is ready or the next timer is due; while something is, it still looks at epoll
+//!   (without sleeping) every `BUSY_ROUNDS` rounds. So a task that keeps waking itself is
+//!   polled at most once after a timer fell due, and at most `BUSY_ROUNDS` times after a
+//!   socket turned ready, before their waiters are woken.
+//! - Dropping the `Runtime` ends every task it holds and so closes every socket they held.
+//!
+//! What it does not do: run more than one thread or more than one `block_on` at a time,
+//! let a `Runtime` or its sockets move to another thread (they are not `Send`), or keep
+//! timers and sockets made by another runtime.
+//!
+//! Its one rule inside: no waker is cloned, woken or dropped while the reactor is borrowed —
+//! a waker may run code that looks at the reactor again. Wakers are taken out and used
+//! after the borrow ends (a test checks every path with a waker that reports a borrow).
 //!
 //! hickory's `Time` has no receiver, so the runtime's state cannot travel with a handle: it
 //! is the thread's (`REACTOR`), for as long as `Runtime` lives.
@@ -20,8 +44,8 @@ use std::io::{self, IoSlice, Read, Write};
 use std::marker::PhantomData;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -86,11 +110,20 @@ enum Direction {
     Write,
 }
 
+/// The token of the runtime's own `mio::Waker`; sockets take theirs from 0 up.
+const ALARM: Token = Token(usize::MAX);
+
+/// Rounds in a row with something woken, between two looks at epoll. A look costs a system
+/// call (and often a futile read after it), and a lookup's busy stretches are shorter than
+/// this: it only bounds how long a task that keeps waking itself can hide a ready socket.
+const BUSY_ROUNDS: u32 = 16;
+
 /// Runs on this thread what `Provider` hands hickory; dropping it closes every socket and
 /// ends every task the lookup left behind.
 pub struct Runtime {
     /// Spawned tasks, each with its "poll me again".
     tasks: Vec<(Task, Arc<Flag>)>,
+    alarm: Arc<Alarm>,
     /// The state is the thread's: the runtime must not leave it.
     _this_thread: PhantomData<*const ()>,
 }
@@ -104,11 +137,17 @@ impl Runtime {
                     "a DNS runtime already runs on this thread",
                 ));
             }
-            reactor.poll = Some(mio::Poll::new()?);
-            Ok(())
-        })?;
-        Ok(Runtime {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), ALARM)?;
+            reactor.poll = Some(poll);
+            Ok(Arc::new(Alarm {
+                asleep: AtomicBool::new(false),
+                waker: Mutex::new(Some(waker)),
+            }))
+        })
+        .map(|alarm| Runtime {
             tasks: Vec::new(),
+            alarm,
             _this_thread: PhantomData,
         })
     }
@@ -116,8 +155,9 @@ impl Runtime {
     /// Runs `future`, and every task spawned meanwhile, until `future` is done.
     pub fn block_on<F: Future>(&mut self, future: F) -> io::Result<F::Output> {
         let mut future = pin!(future);
-        let main = Arc::new(Flag::raised());
+        let main = Flag::raised(&self.alarm);
         let mut events = Events::with_capacity(16);
+        let mut busy_rounds = 0;
         loop {
             if main.take() {
                 let waker = Waker::from(main.clone());
@@ -127,12 +167,7 @@ impl Runtime {
                 }
             }
             self.run_tasks();
-            // Woken meanwhile (by a task answering the lookup, say): go round again at once.
-            let woken = self.tasks.iter().any(|(_, flag)| flag.is_raised());
-            if main.is_raised() || woken || has_spawned() {
-                continue;
-            }
-            sleep_and_wake(&mut events)?;
+            busy_rounds = self.wait(&main, &mut events, busy_rounds)?;
         }
     }
 
@@ -141,7 +176,7 @@ impl Runtime {
         let spawned = with_reactor(|reactor| std::mem::take(&mut reactor.spawned));
         let spawned = spawned
             .into_iter()
-            .map(|task| (task, Arc::new(Flag::raised())));
+            .map(|task| (task, Flag::raised(&self.alarm)));
         self.tasks.extend(spawned);
         self.tasks.retain_mut(|(task, flag)| {
             if !flag.take() {
@@ -152,6 +187,50 @@ impl Runtime {
             task.as_mut().poll(&mut cx).is_pending()
         });
     }
+
+    /// The end of every round (`busy_rounds` in a row had something woken before it): wakes
+    /// whoever waits for a due timer, and for a ready socket if it sleeps in epoll or it is
+    /// time for a look there (see the contract above). Returns the new `busy_rounds`.
+    fn wait(&self, main: &Flag, events: &mut Events, busy_rounds: u32) -> io::Result<u32> {
+        let busy = busy_rounds + 1;
+        if self.anyone_woken(main) && busy % BUSY_ROUNDS != 0 {
+            wake_timers(Instant::now());
+            return Ok(busy);
+        }
+        // Said before the last look at the flags: a wake from another thread after that look
+        // sees it and rings the alarm; one before it raised a flag that the look sees.
+        self.alarm.asleep.store(true, Ordering::SeqCst);
+        let woken = self.anyone_woken(main);
+        let timeout = if woken {
+            Some(Duration::ZERO)
+        } else {
+            next_deadline()
+        };
+        if timeout.is_none() && !anyone_waits_for_a_socket() {
+            self.alarm.asleep.store(false, Ordering::SeqCst);
+            // Nothing could ever wake the lookup: better an error than a hang.
+            return Err(io::Error::other("the DNS lookup waits for nothing"));
+        }
+        // Borrowed while asleep: nothing else runs on this thread meanwhile.
+        let polled = with_reactor(|reactor| match &mut reactor.poll {
+            Some(poll) => poll.poll(events, timeout),
+            None => Err(io::Error::other("no DNS runtime on this thread")),
+        });
+        self.alarm.asleep.store(false, Ordering::SeqCst);
+        match polled {
+            Ok(()) => {}
+            // A signal: whatever was ready is still ready at the next round's look.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        wake_sockets(events);
+        wake_timers(Instant::now());
+        Ok(if woken { busy } else { 0 })
+    }
+
+    fn anyone_woken(&self, main: &Flag) -> bool {
+        main.is_raised() || self.tasks.iter().any(|(_, flag)| flag.is_raised()) || has_spawned()
+    }
 }
 
 impl Drop for Runtime {
@@ -161,56 +240,65 @@ impl Drop for Runtime {
         self.tasks.clear();
         let left = with_reactor(std::mem::take);
         drop(left);
+        let alarm = self
+            .alarm
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(alarm);
     }
 }
 
+/// How a wake from another thread reaches a runtime asleep in epoll.
+struct Alarm {
+    /// The runtime is in (or about to enter) epoll_wait: a wake must ring.
+    asleep: AtomicBool,
+    /// Taken (and its eventfd closed) when the runtime is dropped: wakers outlive it in
+    /// whatever state the lookup leaves behind, and must not hold a descriptor.
+    waker: Mutex<Option<mio::Waker>>,
+}
+
 /// A task's (or the lookup's) "poll me again".
-struct Flag(AtomicBool);
+struct Flag {
+    raised: AtomicBool,
+    alarm: Arc<Alarm>,
+}
 
 impl Flag {
-    fn raised() -> Flag {
-        Flag(AtomicBool::new(true))
+    fn raised(alarm: &Arc<Alarm>) -> Arc<Flag> {
+        Arc::new(Flag {
+            raised: AtomicBool::new(true),
+            alarm: alarm.clone(),
+        })
     }
 
     fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+        self.raised.swap(false, Ordering::SeqCst)
     }
 
     fn is_raised(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.raised.load(Ordering::SeqCst)
     }
 }
 
 impl Wake for Flag {
     fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::Relaxed);
+        self.wake_by_ref();
     }
 
+    /// Raises the flag, then rings only if the runtime sleeps: a wake on the runtime's own
+    /// thread (the usual one) never finds it asleep and costs no system call. SeqCst pairs
+    /// with `Runtime::wait`: either it sees the flag, or this sees it asleep.
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.store(true, Ordering::Relaxed);
+        self.raised.store(true, Ordering::SeqCst);
+        if self.alarm.asleep.load(Ordering::SeqCst) {
+            let waker = self.alarm.waker.lock().unwrap_or_else(|e| e.into_inner());
+            // Failure leaves the wake to the runtime's next event or deadline; the waker has
+            // no way to report it.
+            let _ = waker.as_ref().map(mio::Waker::wake);
+        }
     }
-}
-
-/// Sleeps until a socket is ready or the next timer is due, and wakes who waits for it.
-fn sleep_and_wake(events: &mut Events) -> io::Result<()> {
-    let deadline = next_deadline();
-    if deadline.is_none() && !anyone_waits_for_a_socket() {
-        // Nothing could ever wake the lookup: better an error than a hang.
-        return Err(io::Error::other("the DNS lookup waits for nothing"));
-    }
-    // Borrowed while asleep: nothing else runs on this thread meanwhile.
-    let polled = with_reactor(|reactor| match &mut reactor.poll {
-        Some(poll) => poll.poll(events, deadline),
-        None => Err(io::Error::other("no DNS runtime on this thread")),
-    });
-    match polled {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-        Err(e) => return Err(e),
-    }
-    wake_sockets(events);
-    wake_timers(Instant::now());
-    Ok(())
 }
 
 fn anyone_waits_for_a_socket() -> bool {
@@ -307,6 +395,8 @@ impl<S> Registered<S> {
     }
 
     fn wait(&self, direction: Direction, waker: &Waker) -> io::Result<()> {
+        // Cloned before the borrow: cloning a waker may run code that looks at the reactor.
+        let waker = waker.clone();
         let replaced = with_reactor(|reactor| {
             let Some(Some(waiting)) = reactor.sockets.get_mut(self.token.0) else {
                 return Err(io::Error::other("a socket outside the DNS runtime"));
@@ -315,7 +405,7 @@ impl<S> Registered<S> {
                 Direction::Read => &mut waiting.read,
                 Direction::Write => &mut waiting.write,
             };
-            Ok(slot.replace(waker.clone()))
+            Ok(slot.replace(waker))
         })?;
         // Dropped only now: dropping a waker may run code that looks at the reactor.
         drop(replaced);
@@ -602,6 +692,215 @@ mod tests {
             future.as_mut().poll(cx).map(Some)
         })
         .await
+    }
+
+    /// Spawns a task that wakes itself on every poll, as a busy task would, and records when
+    /// it was polled.
+    fn spawn_busy_task() -> Arc<std::sync::Mutex<Vec<Instant>>> {
+        let polls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = polls.clone();
+        Provider.spawn_bg(poll_fn(move |cx| {
+            recorded.lock().unwrap().push(Instant::now());
+            cx.waker().wake_by_ref();
+            Poll::<()>::Pending
+        }));
+        polls
+    }
+
+    /// How many times the busy task was polled at or after `instant`.
+    fn polls_since(polls: &std::sync::Mutex<Vec<Instant>>, instant: Instant) -> usize {
+        polls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&t| t >= instant)
+            .count()
+    }
+
+    #[test]
+    fn a_due_timer_fires_while_another_task_keeps_waking_itself() {
+        let polls_after_the_deadline = bounded(|| {
+            let mut runtime = Runtime::new().unwrap();
+            let polls = spawn_busy_task();
+            let mut sleep = Sleep::new(Duration::from_millis(20));
+            let deadline = sleep.deadline.unwrap();
+            runtime
+                .block_on(poll_fn(|cx| Pin::new(&mut sleep).poll(cx)))
+                .unwrap();
+            polls_since(&polls, deadline)
+        });
+        // The fairness bound: a timer is looked at after every round of polls, so the busy
+        // task runs at most once between the deadline and the sleeper's wake-up.
+        assert!(polls_after_the_deadline <= 1, "{polls_after_the_deadline}");
+    }
+
+    #[test]
+    fn a_ready_socket_is_noticed_while_another_task_keeps_waking_itself() {
+        let (mut sender, receiver) = mio::net::UnixStream::pair().unwrap();
+        let sent = Arc::new(std::sync::Mutex::new(None));
+        let sent_at = sent.clone();
+        let (polls, sent_at) = bounded(move || {
+            let mut runtime = Runtime::new().unwrap();
+            let polls = spawn_busy_task();
+            let receiver = Registered::new(receiver).unwrap();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                sender.write_all(b"x").unwrap();
+                // A unix socket's bytes are in the receiver's queue (and epoll told) by now.
+                *sent_at.lock().unwrap() = Some(Instant::now());
+                sender
+            });
+            let mut byte = [0u8];
+            let read =
+                poll_fn(|cx| receiver.poll_io(cx, Direction::Read, |mut s| s.read(&mut byte)));
+            assert_eq!(runtime.block_on(read).unwrap().unwrap(), 1);
+            (polls, sent)
+        });
+        let sent_at = sent_at.lock().unwrap().expect("the byte was sent");
+        let busy_polls = polls_since(&polls, sent_at);
+        assert!(busy_polls <= BUSY_ROUNDS as usize, "{busy_polls}");
+    }
+
+    #[test]
+    fn a_wake_from_another_thread_interrupts_the_poll() {
+        let woken = bounded(|| {
+            let mut runtime = Runtime::new().unwrap();
+            let done = Arc::new(AtomicBool::new(false));
+            let mut handed_over = false;
+            let woken_by_the_thread = poll_fn(|cx| {
+                if done.load(Ordering::SeqCst) {
+                    return Poll::Ready(());
+                }
+                if !handed_over {
+                    handed_over = true;
+                    let (waker, done) = (cx.waker().clone(), done.clone());
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(20));
+                        done.store(true, Ordering::SeqCst);
+                        waker.wake();
+                    });
+                }
+                Poll::Pending
+            });
+            // Asleep in epoll until the 10 s deadline unless the thread's wake interrupts it.
+            runtime
+                .block_on(woken_in_time(woken_by_the_thread))
+                .unwrap()
+        });
+        assert_eq!(woken, Some(()), "the wake was noticed only at the deadline");
+    }
+
+    /// A waker that records whether it was ever cloned, woken or dropped while the reactor
+    /// was borrowed (code run then could not look at the reactor), and passes each wake on.
+    mod inspecting {
+        use super::*;
+        use std::task::{RawWaker, RawWakerVTable};
+
+        pub struct Inspector {
+            pub inner: Waker,
+            pub in_borrow: AtomicBool,
+        }
+
+        fn check(inspector: &Inspector) {
+            let free = REACTOR.with(|reactor| reactor.try_borrow_mut().is_ok());
+            if !free {
+                inspector.in_borrow.store(true, Ordering::SeqCst);
+            }
+        }
+
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop);
+
+        fn raw(inspector: Arc<Inspector>) -> RawWaker {
+            RawWaker::new(Arc::into_raw(inspector).cast(), &VTABLE)
+        }
+
+        /// # Safety
+        /// `data` comes from `raw`: an `Arc<Inspector>` this waker owns one count of.
+        unsafe fn inspector(data: *const ()) -> Arc<Inspector> {
+            // SAFETY: as the function's contract says.
+            unsafe { Arc::from_raw(data.cast()) }
+        }
+
+        unsafe fn clone(data: *const ()) -> RawWaker {
+            // SAFETY: the vtable's data is always from `raw`; the count is kept (forget).
+            let inspector = std::mem::ManuallyDrop::new(unsafe { inspector(data) });
+            check(&inspector);
+            raw(Arc::clone(&inspector))
+        }
+
+        unsafe fn wake(data: *const ()) {
+            // SAFETY: as in `clone`; waking consumes this waker's count.
+            let inspector = unsafe { inspector(data) };
+            check(&inspector);
+            inspector.inner.wake_by_ref();
+        }
+
+        unsafe fn wake_by_ref(data: *const ()) {
+            // SAFETY: as in `clone`.
+            let inspector = std::mem::ManuallyDrop::new(unsafe { inspector(data) });
+            check(&inspector);
+            inspector.inner.wake_by_ref();
+        }
+
+        unsafe fn drop(data: *const ()) {
+            // SAFETY: as in `clone`; dropping consumes this waker's count.
+            let inspector = unsafe { inspector(data) };
+            check(&inspector);
+        }
+
+        pub fn waker(inspector: &Arc<Inspector>) -> Waker {
+            // SAFETY: the vtable's functions keep RawWaker's contract: each owns one count of
+            // the Arc, clone adds one, wake and drop give theirs back.
+            unsafe { Waker::from_raw(raw(inspector.clone())) }
+        }
+    }
+
+    #[test]
+    fn no_waker_is_cloned_woken_or_dropped_while_the_reactor_is_borrowed() {
+        let in_borrow = bounded(|| {
+            let mut runtime = Runtime::new().unwrap();
+            let (mut sender, receiver) = mio::net::UnixStream::pair().unwrap();
+            let receiver = Registered::new(receiver).unwrap();
+            let mut sleep = Sleep::new(Duration::from_millis(10));
+            let mut long_sleep = Sleep::new(Duration::from_secs(60));
+            let mut inspector = None;
+            let mut got = 0;
+            let mut byte = [0u8];
+            runtime
+                .block_on(poll_fn(|cx| {
+                    let inspector = inspector.get_or_insert_with(|| {
+                        Arc::new(inspecting::Inspector {
+                            inner: cx.waker().clone(),
+                            in_borrow: AtomicBool::new(false),
+                        })
+                    });
+                    let waker = inspecting::waker(inspector);
+                    let mut cx = Context::from_waker(&waker);
+                    // Each is waited for twice: the second wait replaces the first waker.
+                    let _ = Pin::new(&mut long_sleep).poll(&mut cx);
+                    if Pin::new(&mut sleep).poll(&mut cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    match receiver.poll_io(&mut cx, Direction::Read, |mut s| s.read(&mut byte)) {
+                        Poll::Ready(result) => got += result.unwrap(),
+                        Poll::Pending if got == 0 => sender.write_all(b"x").unwrap(),
+                        Poll::Pending => {}
+                    }
+                    if got == 0 {
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(())
+                    }
+                }))
+                .unwrap();
+            drop(long_sleep);
+            drop(receiver);
+            inspector.unwrap().in_borrow.load(Ordering::SeqCst)
+        });
+        assert!(
+            !in_borrow,
+            "a waker ran code while the reactor was borrowed"
+        );
     }
 
     #[test]

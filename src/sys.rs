@@ -230,15 +230,6 @@ pub fn local_address(fd: RawFd) -> io::Result<Option<SocketAddr>> {
     socket_name(fd, libc::getsockname)
 }
 
-/// Only for the start of `main`, before any thread exists (hence not public).
-pub(crate) fn unsetenv(name: &str) {
-    if let Ok(name) = CString::new(name) {
-        // SAFETY: called only while the program is single-threaded (Client::from_environment,
-        // first thing in main), so no one reads the environment meanwhile.
-        unsafe { libc::unsetenv(name.as_ptr()) };
-    }
-}
-
 pub fn interface_index(name: &str) -> Option<u32> {
     let name = CString::new(name).ok()?;
     // SAFETY: if_nametoindex reads a NUL-terminated string that lives across the call.
@@ -311,10 +302,21 @@ pub fn die_by_signal(signal: i32) -> ! {
 }
 
 /// Fresh private memory of `len` bytes, read-write, zero-filled as each page is first touched.
+#[cfg(not(miri))]
 pub fn map_anonymous(len: usize) -> Option<*mut u8> {
     let protection = libc::PROT_READ | libc::PROT_WRITE;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
     // SAFETY: a new anonymous mapping placed by the kernel overlaps nothing of ours.
     let memory = unsafe { libc::mmap(std::ptr::null_mut(), len, protection, flags, -1, 0) };
     (memory != libc::MAP_FAILED).then_some(memory.cast())
+}
+
+/// Under Miri, which has no MAP_NORESERVE: the same promise (zeroed, page aligned, never
+/// given back), from the system allocator, so that Miri checks every access to it.
+#[cfg(miri)]
+pub fn map_anonymous(len: usize) -> Option<*mut u8> {
+    let layout = std::alloc::Layout::from_size_align(len, 4096).ok()?;
+    // SAFETY: the arena's size is not zero.
+    let memory = unsafe { std::alloc::GlobalAlloc::alloc_zeroed(&std::alloc::System, layout) };
+    (!memory.is_null()).then_some(memory)
 }

@@ -1,6 +1,7 @@
 //! Resolution: afresh for every session, A and AAAA, CNAMEs followed, failures mapped to
 //! the documented exit statuses — against a DNS server the test controls.
 
+use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::process::{Command, Stdio};
 
@@ -401,4 +402,65 @@ fn a_stop_while_resolving_ends_at_once_without_a_session_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{stderr}");
     assert!(!stderr.contains("session "), "{stderr}");
+}
+
+/// A relaying session's open descriptors as (number, what): sockets, pipes and the like by
+/// kind, without their inode numbers, which differ from session to session.
+fn descriptors_while_relaying(launcher: &Launcher) -> Vec<(u32, String)> {
+    let mut client = launcher.connect();
+    client.write_all(b"x").unwrap();
+    let mut echoed = [0u8];
+    client.read_exact(&mut echoed).unwrap();
+    let sessions = launcher.sessions_running();
+    assert_eq!(sessions.len(), 1, "one session, relaying");
+    let dir = format!("/proc/{}/fd", sessions[0]);
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let target = std::fs::read_link(entry.path()).unwrap();
+            let target = target.to_string_lossy();
+            let kind = target.split(":[").next().unwrap().to_owned();
+            (entry.file_name().to_str().unwrap().parse().unwrap(), kind)
+        })
+        .collect();
+    fds.sort();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    fds
+}
+
+/// The descriptors of a session that resolved `name` through `dns` equal those of a session
+/// given the backend's literal address: the lookup's sockets, its epoll and its alarm are
+/// all closed before the relay starts.
+fn assert_lookup_leaves_no_descriptor(dns: &DnsServer, name: &str) {
+    let echo = backend::echo("127.0.0.1");
+    let port = echo.address.port();
+    let literal = Launcher::inetd(&[echo.address.to_string()]);
+    let expected = descriptors_while_relaying(&literal);
+    let resolving = Launcher::inetd(&[dns.arg(), "-4".into(), format!("{name}:{port}")]);
+    let queries_before = dns.queries() + dns.tcp_queries();
+    let got = descriptors_while_relaying(&resolving);
+    assert!(
+        dns.queries() + dns.tcp_queries() > queries_before,
+        "it asked DNS"
+    );
+    assert_eq!(got, expected, "descriptors while relaying, after a lookup");
+}
+
+#[test]
+fn a_lookups_descriptors_are_all_closed_before_the_relay_starts() {
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1")]);
+    assert_lookup_leaves_no_descriptor(&dns, "app.test");
+}
+
+#[test]
+fn a_lookup_retried_over_tcp_closes_its_descriptors_before_the_relay_starts() {
+    let dns = DnsServer::start();
+    dns.set("big.test", &[a("127.0.0.1")]);
+    dns.behave(Behaviour::TruncateUdp);
+    assert_lookup_leaves_no_descriptor(&dns, "big.test");
+    assert!(dns.tcp_queries() >= 1, "the answer came over TCP");
 }
