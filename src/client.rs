@@ -52,7 +52,10 @@ const SYSTEMD_FD: RawFd = 3;
 
 impl Client {
     pub fn from_environment() -> Result<Client, Error> {
-        let stdio = [stdio_fd(0)?, stdio_fd(1)?, stdio_fd(2)?];
+        let [(stdin, stdin_closed), (stdout, stdout_closed), (stderr, _)] =
+            [stdio_fd(0)?, stdio_fd(1)?, stdio_fd(2)?];
+        let stdio = [stdin, stdout, stderr];
+        let closed = [stdin_closed, stdout_closed];
         let (input, output, ids) = match systemd_socket()? {
             Some(fd) => {
                 let id = sys::fstat(fd)
@@ -64,12 +67,7 @@ impl Client {
                 (end, end, vec![id])
             }
             None => {
-                let input = End::new(0, kind_of(0, &stdio[0]));
-                let output = if input.kind == Kind::Socket && stdio[0].same_object(&stdio[1]) {
-                    input
-                } else {
-                    End::new(1, kind_of(1, &stdio[1]))
-                };
+                let [input, output] = stdio_ends(&stdio, closed)?;
                 (input, output, vec![stdio[0], stdio[1]])
             }
         };
@@ -207,12 +205,32 @@ fn reopen(fd: RawFd, write: bool) -> std::io::Result<OwnedFd> {
     Ok(file.into())
 }
 
-/// What fd 0, 1 or 2 is; a closed one is pointed at /dev/null first, because otherwise the
-/// next socket opened would take its number and a log line meant for stderr could reach a
-/// backend.
-fn stdio_fd(fd: RawFd) -> Result<FileId, Error> {
+/// The client's ends on fds 0 and 1 (`closed`: which of the two were closed at start). A
+/// socket carries both directions when the other descriptor was closed: the bytes going
+/// that way must not vanish into /dev/null behind a success. A closed fd 1 with no socket
+/// on fd 0 leaves the backend's bytes nowhere to go: a usage error.
+fn stdio_ends(stdio: &[FileId; 3], closed: [bool; 2]) -> Result<[End; 2], Error> {
+    let kinds = [kind_of(0, &stdio[0]), kind_of(1, &stdio[1])];
+    let one_socket = kinds[0] == Kind::Socket && stdio[0].same_object(&stdio[1]);
+    match closed {
+        _ if one_socket => Ok([End::new(0, Kind::Socket); 2]),
+        [false, true] if kinds[0] == Kind::Socket => Ok([End::new(0, Kind::Socket); 2]),
+        [true, false] if kinds[1] == Kind::Socket => Ok([End::new(1, Kind::Socket); 2]),
+        [_, true] => Err(Error::Usage(
+            "fd 1 is closed and fd 0 is no socket: the backend's bytes would have nowhere to go"
+                .into(),
+        )),
+        _ => Ok([End::new(0, kinds[0]), End::new(1, kinds[1])]),
+    }
+}
+
+/// What fd 0, 1 or 2 is, and whether it was closed. A closed one is pointed at /dev/null
+/// first, because otherwise the next socket opened would take its number and a log line
+/// meant for stderr could reach a backend.
+fn stdio_fd(fd: RawFd) -> Result<(FileId, bool), Error> {
     if let Ok(id) = sys::fstat(fd) {
-        return Ok(id);
+        // Rust's runtime may have pointed it at /dev/null already (see src/main.rs).
+        return Ok((id, sys::closed_at_start(fd)));
     }
     let null = File::options()
         .read(true)
@@ -225,12 +243,14 @@ fn stdio_fd(fd: RawFd) -> Result<FileId, Error> {
         })?;
     // The lowest free number is `fd` itself: it stays open for the life of the process.
     let opened = null.into_raw_fd();
-    sys::fstat(opened).map_err(|e| Error::Io(format!("/dev/null: {e}")))
+    let id = sys::fstat(opened).map_err(|e| Error::Io(format!("/dev/null: {e}")))?;
+    Ok((id, true))
 }
 
 /// fd 3 when systemd passed exactly one connection to this very process.
 fn systemd_socket() -> Result<Option<RawFd>, Error> {
-    let for_us = env::var("LISTEN_PID").is_ok_and(|pid| pid.parse() == Ok(std::process::id()));
+    let for_us =
+        env::var("LISTEN_PID").is_ok_and(|pid| parse_pid(&pid) == Some(std::process::id()));
     if !for_us {
         return Ok(None);
     }
@@ -246,6 +266,45 @@ fn systemd_socket() -> Result<Option<RawFd>, Error> {
     Ok(Some(SYSTEMD_FD))
 }
 
+/// A pid as systemd's `parse_pid` reads it (so as sd_listen_fds() reads LISTEN_PID): its
+/// `safe_atolu` — systemd's white space skipped, its "0b"/"0o" prefixes, then strtoul in
+/// base 0, whole string, no minus — and a pid is positive and fits pid_t. So leading white
+/// space, a '+', "0x" hex and a leading-zero octal are taken; trailing characters are not.
+fn parse_pid(text: &str) -> Option<u32> {
+    let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    let (base, text) = match text.get(..2) {
+        Some("0b" | "0B") => (Some(2), &text[2..]),
+        Some("0o" | "0O") => (Some(8), &text[2..]),
+        _ => (None, text),
+    };
+    // strtoul's own part: its white space (isspace), a sign, base 0's prefixes.
+    let text = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (negative, text) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let hex_digits = (text.strip_prefix("0x"))
+        .or_else(|| text.strip_prefix("0X"))
+        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_hexdigit()));
+    let (base, digits) = match (base, hex_digits) {
+        (Some(base), _) => (base, text),
+        (None, Some(rest)) => (16, rest),
+        (None, None) if text.starts_with('0') => (8, text),
+        (None, None) => (10, text),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(base)) {
+        return None;
+    }
+    let value = u64::from_str_radix(digits, base).ok()?;
+    if negative && value != 0 {
+        return None;
+    }
+    u32::try_from(value)
+        .ok()
+        .filter(|&pid| pid > 0 && pid <= i32::MAX as u32)
+}
+
 fn kind_of(fd: RawFd, id: &FileId) -> Kind {
     if id.is_socket() {
         Kind::Socket
@@ -255,5 +314,30 @@ fn kind_of(fd: RawFd, id: &FileId) -> Kind {
         Kind::Tty
     } else {
         Kind::Plain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pid;
+
+    /// What systemd 252's sd_listen_fds() made of LISTEN_PID for a process of pid 12768
+    /// (a C program calling it through libsystemd.so.0): accepted, or not.
+    #[test]
+    fn listen_pid_is_read_as_systemd_reads_it() {
+        let accepted = [
+            "12768", "+12768", " 12768", "\t12768", "\n12768", " +12768", "0x31e0", "0o30740",
+        ];
+        for text in accepted {
+            assert_eq!(parse_pid(text), Some(12768), "{text:?}");
+        }
+        for text in [
+            "12768 ", "12768\n", "012768", "-12768", "", "+", "0x", "12a", "0",
+        ] {
+            assert_eq!(parse_pid(text), None, "{text:?}");
+        }
+        assert_eq!(parse_pid("030740"), Some(12768), "a leading zero is octal");
+        assert_eq!(parse_pid("0b11000111100000"), Some(12768));
+        assert_eq!(parse_pid("4294967296"), None, "past pid_t");
     }
 }

@@ -55,6 +55,13 @@ pub fn connect_tcp(
             let token = Token(pending.len());
             let attempt = match start(&poll, address, token) {
                 Ok(attempt) => Some(attempt),
+                // Ours, not the address's: no other address would fare better.
+                Err(e) if is_out_of_descriptors(&e) => {
+                    return Err(Error::Io(format!(
+                        "cannot open a socket: {}",
+                        os_message(&e)
+                    )));
+                }
                 Err(e) => {
                     let message = failed(address, &e, now);
                     log.step(format_args!("{message}"));
@@ -209,9 +216,19 @@ pub fn connect_unix(
                     timeout.as_secs_f64()
                 )));
             }
+            Err(e) if is_out_of_descriptors(&e) => {
+                return Err(Error::Io(format!(
+                    "cannot open a socket: {}",
+                    os_message(&e)
+                )));
+            }
             Err(e) => return Err(Error::Unavailable(format!("{name}: {}", os_message(&e)))),
         }
     }
+}
+
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 fn failed(address: SocketAddr, error: &io::Error, started: Instant) -> String {

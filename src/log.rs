@@ -15,6 +15,13 @@ use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 use crate::error::Error;
 use crate::sys::FileId;
 
+/// The most of a value from input (a target, a name, a path) a session line quotes: input is
+/// the caller's, and a line is no place for 100 kB of it.
+pub const MAX_QUOTE: usize = 256;
+/// The longest line written, in bytes, whatever it quotes (clap's messages quote the command
+/// line whole). Also below PIPE_BUF, so one write stays one line on a shared pipe.
+pub const MAX_LINE: usize = 2048;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogMode {
     /// stderr when it is a terminal, a pipe, a file or the journal; syslog otherwise
@@ -83,6 +90,7 @@ impl Log {
     }
 
     fn write(&mut self, level: Level, message: &str) {
+        let message = &*clip(message, MAX_LINE);
         match &mut self.sink {
             Sink::Stderr { journal } => {
                 let line = if *journal {
@@ -175,9 +183,9 @@ impl fmt::Display for Summary {
         write!(
             f,
             "session client={} target={} backend={} to_backend={} to_client={} duration={:.3}s end=",
-            field(&self.client),
-            field(&self.target),
-            field(self.backend.as_deref().unwrap_or("-")),
+            field(&clip(&self.client, MAX_QUOTE)),
+            field(&clip(&self.target, MAX_QUOTE)),
+            field(&clip(self.backend.as_deref().unwrap_or("-"), MAX_QUOTE)),
             self.to_backend,
             self.to_client,
             self.duration.as_secs_f64(),
@@ -204,6 +212,20 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGHUP => "SIGHUP",
         _ => "signal",
     }
+}
+
+/// `text` if it has at most `max` bytes; otherwise as much of it as fits in `max` bytes with
+/// its length said after it ("…[100002 bytes]").
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let note = format!("…[{} bytes]", text.len());
+    let mut end = max.saturating_sub(note.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &text[..end]).into()
 }
 
 /// A value as-is when it is one plain word, quoted otherwise (unix paths may hold spaces).

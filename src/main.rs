@@ -24,7 +24,7 @@ use dynproxy::client::Client;
 use dynproxy::connect::{self, Backend};
 use dynproxy::error::Error;
 use dynproxy::log::{Ending, Log, LogMode, Summary};
-use dynproxy::relay::{Relay, Totals};
+use dynproxy::relay::{Relay, Totals, Waiter};
 use dynproxy::resolve::{self, Family};
 use dynproxy::target::Target;
 use dynproxy::{proxy_header, sys};
@@ -32,6 +32,14 @@ use dynproxy::{proxy_header, sys};
 /// A session's start-up allocations cost an add each, not a trip through musl's mmap/munmap.
 #[global_allocator]
 static ALLOCATOR: dynproxy::alloc::Arena = dynproxy::alloc::Arena::new();
+
+/// Run by the C library before Rust's runtime, which would hide a closed fd 0 or 1 behind
+/// /dev/null: the client's bytes must not vanish there behind a success (src/client.rs).
+// SAFETY: .init_array holds pointers to functions taking nothing, called once at start;
+// this one only reads descriptor flags and stores into an atomic.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static NOTE_CLOSED_STDIO: extern "C" fn() = sys::note_closed_stdio;
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -87,6 +95,10 @@ fn main() -> ExitCode {
 
 /// Connects and relays; returns how it ended, the byte counts and the backend reached.
 fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Option<String>) {
+    let waiter = match Waiter::new() {
+        Ok(waiter) => waiter,
+        Err(error) => return (Ending::Failed(error), Totals::default(), None),
+    };
     let backend = match connect_backend(args, log) {
         Ok(backend) => backend,
         Err(error) => return (Ending::Failed(error), Totals::default(), None),
@@ -100,6 +112,7 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
     }
     let stream = client.nonblocking();
     let relay = Relay {
+        waiter,
         client: &stream,
         backend: &backend.fd,
         preface,

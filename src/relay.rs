@@ -114,23 +114,25 @@ enum Buffer {
 }
 
 impl Buffer {
-    /// A pipe for splice(2) when both ends allow it, memory otherwise.
-    fn new(zero_copy: bool) -> io::Result<Buffer> {
-        if zero_copy {
-            let (read, write) = sys::pipe()?;
-            return Ok(Buffer::Pipe {
-                read,
-                write,
-                len: 0,
-                capacity: DEFAULT_PIPE,
-                grown: false,
-            });
-        }
-        Ok(Buffer::Memory {
+    /// A pipe for splice(2).
+    fn pipe() -> io::Result<Buffer> {
+        let (read, write) = sys::pipe()?;
+        Ok(Buffer::Pipe {
+            read,
+            write,
+            len: 0,
+            capacity: DEFAULT_PIPE,
+            grown: false,
+        })
+    }
+
+    /// Memory, for read(2) and write(2).
+    fn memory() -> Buffer {
+        Buffer::Memory {
             data: vec![0; COPY_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
-        })
+        }
     }
 
     fn len(&self) -> usize {
@@ -382,7 +384,7 @@ impl Flow {
     fn fill(&mut self, fd: RawFd, urgent: bool) -> io::Result<usize> {
         let buffer = match self.buffer.take() {
             Some(buffer) => buffer,
-            None => Buffer::new(self.zero_copy)?,
+            None => self.new_buffer(fd)?,
         };
         let buffer = self.buffer.insert(buffer);
         let n = buffer.fill(fd, urgent)?;
@@ -404,11 +406,27 @@ impl Flow {
         }
     }
 
-    /// Puts bytes (the PROXY header) ahead of anything read from the source.
-    fn preload(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.buffer
-            .insert(Buffer::new(self.zero_copy)?)
-            .preload(bytes)
+    /// Puts bytes (the PROXY header) ahead of anything read from the source `from`.
+    fn preload(&mut self, bytes: &[u8], from: RawFd) -> io::Result<()> {
+        let buffer = self.new_buffer(from)?;
+        self.buffer.insert(buffer).preload(bytes)
+    }
+
+    /// A pipe when both ends splice, memory otherwise — and memory too when no descriptor is
+    /// left for a pipe (RLIMIT_NOFILE): copying needs none, and a session that could connect
+    /// must not fail for want of one. read(2) then needs the urgent byte kept in line from
+    /// now on (see `register`), as splice would have at the mark.
+    fn new_buffer(&mut self, from: RawFd) -> io::Result<Buffer> {
+        if self.zero_copy {
+            match Buffer::pipe() {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    self.zero_copy = false;
+                    let _ = sys::keep_urgent_inline(from);
+                }
+                pipe => return pipe,
+            }
+        }
+        Ok(Buffer::memory())
     }
 }
 
@@ -442,7 +460,27 @@ fn failure(error: io::Error, side: &'static str, doing: &str) -> Stop {
     }
 }
 
+/// What the relay waits with: its epoll and the signalfd of the stop signals. Made before
+/// the backend is connected: a session whose descriptor limit let it connect must not then
+/// fail for want of these (and pipes give way to copying, see `Flow::new_buffer`).
+pub struct Waiter {
+    poll: Poll,
+    signals: OwnedFd,
+}
+
+impl Waiter {
+    pub fn new() -> Result<Waiter, Error> {
+        let io_error =
+            |e: io::Error| Error::Io(format!("cannot prepare the relay: {}", os_message(&e)));
+        Ok(Waiter {
+            poll: Poll::new().map_err(io_error)?,
+            signals: sys::stop_signal_fd().map_err(io_error)?,
+        })
+    }
+}
+
 pub struct Relay<'a> {
+    pub waiter: Waiter,
     pub client: &'a Nonblocking,
     pub backend: &'a OwnedFd,
     /// Sent to the backend before any client byte (the PROXY header).
@@ -451,7 +489,7 @@ pub struct Relay<'a> {
 }
 
 impl Relay<'_> {
-    pub fn run(self, log: &mut Log) -> (Ending, Totals) {
+    pub fn run(mut self, log: &mut Log) -> (Ending, Totals) {
         let preface_len = self.preface.as_ref().map_or(0, Vec::len) as u64;
         let mut ports = vec![Port::new(self.client.input, "client")];
         if self.client.output.fd != self.client.input.fd {
@@ -475,15 +513,18 @@ impl Relay<'_> {
     }
 
     fn run_loop(
-        &self,
+        &mut self,
         ports: &mut [Port],
         flows: &mut [Flow; 2],
         log: &mut Log,
     ) -> Result<Ending, Error> {
         let io_error = |e: io::Error| Error::Io(format!("relay: {e}"));
-        let (mut poll, signals) = watch(ports, flows).map_err(io_error)?;
+        watch(&self.waiter, ports, flows).map_err(io_error)?;
+        let Waiter { poll, signals } = &mut self.waiter;
         if let Some(preface) = &self.preface {
-            flows[0].preload(preface).map_err(io_error)?;
+            flows[0]
+                .preload(preface, ports[flows[0].from].fd)
+                .map_err(io_error)?;
         }
         let mut events = Events::with_capacity(8);
         let mut last_activity = Instant::now();
@@ -520,7 +561,7 @@ impl Relay<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io_error(e)),
             }
-            if let Some(signal) = note(&events, ports, &signals) {
+            if let Some(signal) = note(&events, ports, signals) {
                 return Ok(Ending::Signal(signal));
             }
         }
@@ -550,19 +591,17 @@ fn pump_all(flows: &mut [Flow], ports: &mut [Port]) -> Result<bool, Stop> {
     Ok(more)
 }
 
-/// A poll watching every port, and a signalfd (registered too) for the stop signals.
-fn watch(ports: &[Port], flows: &[Flow]) -> io::Result<(Poll, OwnedFd)> {
-    let poll = Poll::new()?;
+/// Registers every port, and the signalfd, with the waiter's poll; blocks the stop signals.
+fn watch(waiter: &Waiter, ports: &[Port], flows: &[Flow]) -> io::Result<()> {
     for (index, port) in ports.iter().enumerate() {
-        register(&poll, port, index, flows)?;
+        register(&waiter.poll, port, index, flows)?;
     }
-    let signals = sys::stop_signal_fd()?;
-    poll.registry().register(
-        &mut SourceFd(&signals.as_raw_fd()),
+    waiter.poll.registry().register(
+        &mut SourceFd(&waiter.signals.as_raw_fd()),
         SIGNAL,
         Interest::READABLE,
     )?;
-    Ok((poll, signals))
+    sys::block_stop_signals()
 }
 
 /// Remembers the readiness events report; returns a stop signal if one arrived.

@@ -10,6 +10,7 @@ use std::io;
 use std::mem::{self, MaybeUninit};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Turns a libc return value into `io::Result`, reading errno on -1.
 fn check<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
@@ -230,6 +231,28 @@ pub fn local_address(fd: RawFd) -> io::Result<Option<SocketAddr>> {
     socket_name(fd, libc::getsockname)
 }
 
+/// Which of fds 0, 1 and 2 were closed when the process started (bit n for fd n).
+static CLOSED_AT_START: AtomicU8 = AtomicU8::new(0);
+
+/// Notes which of fds 0, 1 and 2 are closed. For `.init_array` (src/main.rs): it runs before
+/// Rust's runtime, which points closed ones at /dev/null and so hides that they were closed.
+pub extern "C" fn note_closed_stdio() {
+    let mut closed = 0;
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF if closed.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            closed |= 1 << fd;
+        }
+    }
+    CLOSED_AT_START.store(closed, Ordering::Relaxed);
+}
+
+/// Whether `fd` (0, 1 or 2) was closed when the process started; false where
+/// `note_closed_stdio` did not run (the library's tests).
+pub fn closed_at_start(fd: RawFd) -> bool {
+    (0..3).contains(&fd) && CLOSED_AT_START.load(Ordering::Relaxed) & (1 << fd) != 0
+}
+
 pub fn interface_index(name: &str) -> Option<u32> {
     let name = CString::new(name).ok()?;
     // SAFETY: if_nametoindex reads a NUL-terminated string that lives across the call.
@@ -262,16 +285,23 @@ fn is_ignored(signal: i32) -> bool {
     known && unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
-/// Blocks the stop signals and returns a non-blocking signalfd that reports them, so the
-/// relay loop sees a stop as one more event instead of dying without its log line.
+/// A non-blocking signalfd that reports the stop signals once they are blocked
+/// (`block_stop_signals`), so the relay loop sees a stop as one more event instead of dying
+/// without its log line.
 pub fn stop_signal_fd() -> io::Result<OwnedFd> {
     let set = stop_signal_set();
-    // SAFETY: sigprocmask reads the set we own; no old mask is asked for.
-    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
     // SAFETY: signalfd(-1, ...) creates a new descriptor from the set we own.
     let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
     // SAFETY: signalfd succeeded, so the descriptor is new and owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// From now on the stop signals wait in the signalfd instead of ending the process.
+pub fn block_stop_signals() -> io::Result<()> {
+    let set = stop_signal_set();
+    // SAFETY: sigprocmask reads the set we own; no old mask is asked for.
+    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
+    Ok(())
 }
 
 /// The number of the next pending stop signal, if any.

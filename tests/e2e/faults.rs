@@ -216,3 +216,70 @@ fn a_terminal_on_stdin_and_stdout_works() {
     assert_eq!(received, b"typed at a terminal\n");
     assert_exit(&out, 0);
 }
+
+/// A session under RLIMIT_NOFILE `limit`, its client a socket on fds 0 and 1: (exit status,
+/// what came back to the client, stderr).
+fn session_with_descriptor_limit(limit: u32, backend: &str) -> (Option<i32>, Vec<u8>, String) {
+    let (mut client, session) = std::os::unix::net::UnixStream::pair().unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let session = std::os::fd::OwnedFd::from(session);
+    let mut child = Command::new("sh")
+        .args(["-c", r#"ulimit -n "$1" && exec "$0" "$2""#])
+        .arg(crate::support::dynproxy())
+        .arg(limit.to_string())
+        .arg(backend)
+        .stdin(Stdio::from(session.try_clone().unwrap()))
+        .stdout(Stdio::from(session))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A session that fails at once may be gone before these: then they fail, and nothing
+    // comes back, which the caller sees.
+    let _ = client.write_all(b"ping");
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let mut reply = Vec::new();
+    let _ = client.read_to_end(&mut reply);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = crate::support::wait_exit(&mut child);
+    (status.code(), reply, stderr)
+}
+
+#[test]
+fn a_session_that_could_connect_under_a_descriptor_limit_also_relays() {
+    let echo = backend::echo("127.0.0.1");
+    let mut relayed_at = None;
+    for limit in 3..=16 {
+        let accepted_before = echo.accepted();
+        let (code, reply, stderr) = session_with_descriptor_limit(limit, &echo.address.to_string());
+        let connected = echo.accepted() > accepted_before;
+        if connected {
+            assert_eq!(
+                (code, &reply[..]),
+                (Some(0), &b"ping"[..]),
+                "limit {limit}: {stderr}"
+            );
+            relayed_at.get_or_insert(limit);
+        } else if !stderr.contains("error while loading shared libraries") {
+            // (A dynamically linked build cannot even start at the lowest limits.)
+            assert_eq!(code, Some(74), "limit {limit}: {stderr}");
+            // The C library's words for EMFILE differ (glibc: "Too many open files").
+            let said = ["open files", "file descriptors"]
+                .iter()
+                .any(|w| stderr.contains(w));
+            assert!(said, "limit {limit}: {stderr}");
+        }
+    }
+    let lowest = relayed_at.expect("some limit lets a session connect");
+    // The relay copies instead of splicing when no descriptor is left for a pipe: the lowest
+    // limit is what connecting needs, not what splicing would.
+    assert!(
+        lowest <= 7,
+        "the first session to relay needed {lowest} descriptors"
+    );
+}

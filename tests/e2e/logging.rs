@@ -202,3 +202,15 @@ fn stderr_that_is_the_client_is_pointed_at_dev_null_for_the_session() {
     client.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(proxy.wait().success());
 }
+
+#[test]
+fn a_huge_target_is_quoted_in_part_with_its_length() {
+    let huge = format!("{}.test:80", "a".repeat(100_000));
+    for args in [vec![huge.clone()], vec!["-4".into(), huge]] {
+        let out = crate::support::launch::run(&args, Stdio::null());
+        assert_eq!(out.status.code(), Some(64));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.len() <= 2100, "{} bytes of log", stderr.len());
+        assert!(stderr.contains("bytes]"), "the cut is said: {stderr}");
+    }
+}

@@ -147,6 +147,33 @@ fn several_listen_fds_are_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("LISTEN_FDS"));
 }
 
+/// dynproxy's exit status when LISTEN_PID is `listen_pid` (a shell expression of `$$`) and
+/// LISTEN_FDS=2: 64 if it took the variables for its own, something else if not.
+fn status_with_listen_pid(listen_pid: &str) -> Option<i32> {
+    let script = format!(r#"LISTEN_PID="{listen_pid}" LISTEN_FDS=2 exec "$0" 127.0.0.1:9"#);
+    let out = output(
+        Command::new("sh")
+            .args(["-c", &script])
+            .arg(dynproxy())
+            .stdin(Stdio::null()),
+    );
+    out.status.code()
+}
+
+#[test]
+fn listen_pid_is_read_as_systemd_reads_it() {
+    for ours in [" $$", "+$$", "$(printf '\\t')$$", "$(printf 0x%x $$)"] {
+        assert_eq!(status_with_listen_pid(ours), Some(64), "LISTEN_PID={ours}");
+    }
+    for not_ours in ["$$ ", "-$$", "0$$x"] {
+        assert_ne!(
+            status_with_listen_pid(not_ours),
+            Some(64),
+            "LISTEN_PID={not_ours}"
+        );
+    }
+}
+
 #[test]
 fn a_listening_socket_is_a_usage_error_accept_no() {
     // Accept=no hands over the listening socket itself: say so instead of hanging.
@@ -214,4 +241,46 @@ fn a_finished_session_leaves_no_process_and_no_descriptor_behind() {
         launcher.sessions_running().is_empty().then_some(())
     });
     assert_eq!(launcher.open_fds(), fds);
+}
+
+#[test]
+fn a_socket_on_fd_0_carries_both_ways_when_fd_1_is_closed() {
+    let echo = backend::echo("127.0.0.1");
+    let (mut client, session) = std::os::unix::net::UnixStream::pair().unwrap();
+    client.set_read_timeout(Some(crate::support::WAIT)).unwrap();
+    let child = Command::new("sh")
+        .args(["-c", r#"exec "$0" "$1" >&-"#])
+        .arg(dynproxy())
+        .arg(echo.address.to_string())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(session)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    client.write_all(b"ping").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    let stderr = assert_exit(&collect(child), 0);
+    assert_eq!(
+        reply, b"ping",
+        "the backend's bytes came back on fd 0's socket"
+    );
+    assert!(stderr.contains("to_backend=4 to_client=4"), "{stderr}");
+}
+
+#[test]
+fn a_closed_fd_1_without_a_socket_on_fd_0_is_a_usage_error() {
+    let echo = backend::echo("127.0.0.1");
+    let out = output(
+        Command::new("sh")
+            .args(["-c", r#"printf ping | "$0" "$1" >&-"#])
+            .arg(dynproxy())
+            .arg(echo.address.to_string())
+            .stderr(Stdio::piped()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("fd 1 is closed"), "{stderr}");
+    assert_eq!(echo.accepted(), 0, "refused before connecting");
 }
