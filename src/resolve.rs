@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::xfer::{DnsHandle, RetryDnsHandle};
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_resolver::proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode};
 use hickory_resolver::proto::rr::rdata::CNAME;
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::system_conf::parse_resolv_conf;
@@ -297,9 +297,7 @@ async fn ask(dns: &Dns, record_type: RecordType) -> Answer {
 async fn ask_name(dns: &Dns, name: &Name, record_type: RecordType) -> Answer {
     let mut name = name.clone();
     for _ in 0..MAX_CHAIN_QUERIES {
-        let query = Query::query(name.clone(), record_type);
-        let mut replies = dns.client.lookup(query, dns.request);
-        let response = match poll_fn(|cx| replies.as_mut().poll_next(cx)).await {
+        let response = match first_reply(dns, Query::query(name.clone(), record_type)).await {
             Some(Ok(response)) => response,
             Some(Err(NetError::Dns(DnsError::NoRecordsFound(none)))) => {
                 return Answer::Missing {
@@ -320,6 +318,27 @@ async fn ask_name(dns: &Dns, name: &Name, record_type: RecordType) -> Answer {
         name = end;
     }
     Answer::Missing { nxdomain: false }
+}
+
+/// The first reply to `query`. A server that refuses EDNS — FORMERR or NOTIMP to a query
+/// with an OPT record, as old servers and some middleboxes answer — is asked again without
+/// it, as the C library's resolver does (resolv.conf's `options edns0` asks for EDNS).
+async fn first_reply(dns: &Dns, query: Query) -> Option<Result<DnsResponse, NetError>> {
+    let mut request = dns.request;
+    loop {
+        let mut replies = dns.client.lookup(query.clone(), request);
+        let reply = poll_fn(|cx| replies.as_mut().poll_next(cx)).await;
+        let refuses_edns = matches!(
+            &reply,
+            Some(Err(NetError::Dns(DnsError::ResponseCode(
+                ResponseCode::FormErr | ResponseCode::NotImp
+            ))))
+        );
+        if !(refuses_edns && request.use_edns) {
+            return reply;
+        }
+        request.use_edns = false;
+    }
 }
 
 /// Follows `name`'s CNAME chain through `answers` as far as they hold it, and gives the

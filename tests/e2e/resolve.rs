@@ -464,3 +464,29 @@ fn a_lookup_retried_over_tcp_closes_its_descriptors_before_the_relay_starts() {
     assert_lookup_leaves_no_descriptor(&dns, "big.test");
     assert!(dns.tcp_queries() >= 1, "the answer came over TCP");
 }
+
+/// A name resolved through a server that refuses EDNS with `behaviour`, resolv.conf asking
+/// for EDNS (`options edns0`, as systemd-resolved's stub file does).
+fn resolve_through_a_server_without_edns(address: &str, behaviour: Behaviour) {
+    let dns = DnsServer::start_on(format!("{address}:53").parse().unwrap());
+    dns.behave(behaviour);
+    dns.set("old.test", &[a("127.0.0.1")]);
+    let echo = backend::echo("127.0.0.1");
+    let out = with_resolv_conf(
+        &format!("nameserver {address}\noptions edns0 timeout:5 attempts:2\n"),
+        &format!("old.test:{}", echo.address.port()),
+        b"asked again without EDNS",
+    );
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, b"asked again without EDNS");
+}
+
+#[test]
+fn a_server_answering_formerr_to_edns_is_asked_again_without_it() {
+    resolve_through_a_server_without_edns("127.53.0.11", Behaviour::FormErrToEdns);
+}
+
+#[test]
+fn a_server_answering_notimp_to_edns_is_asked_again_without_it() {
+    resolve_through_a_server_without_edns("127.53.0.12", Behaviour::NotImpToEdns);
+}

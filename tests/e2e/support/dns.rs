@@ -47,6 +47,11 @@ pub enum Behaviour {
     PointerLoop,
     /// Over UDP only the header with TC set; over TCP the full answer.
     TruncateUdp,
+    /// FORMERR (rcode 1) to a query with an EDNS OPT record (any additional record); an
+    /// answer otherwise — as old servers and some middleboxes do.
+    FormErrToEdns,
+    /// NOTIMP (rcode 4) to a query with EDNS, likewise.
+    NotImpToEdns,
 }
 
 struct State {
@@ -304,6 +309,11 @@ fn answers(question: &Question, records: &HashMap<String, Vec<Record>>) -> Optio
     Some(out)
 }
 
+/// ARCOUNT: an OPT record travels in the additional section.
+fn has_additional(query: &[u8]) -> bool {
+    query.len() >= 12 && u16::from_be_bytes([query[10], query[11]]) > 0
+}
+
 fn message(
     question: &Question,
     rcode: u8,
@@ -386,6 +396,9 @@ fn reply(query: &[u8], state: &State, udp: bool) -> Option<Vec<u8>> {
             r.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 4, 127, 0, 0, 1]);
             message(&question, 0, false, &[r], &[])
         }
+        Behaviour::FormErrToEdns if has_additional(query) => message(&question, 1, false, &[], &[]),
+        Behaviour::NotImpToEdns if has_additional(query) => message(&question, 4, false, &[], &[]),
+        Behaviour::FormErrToEdns | Behaviour::NotImpToEdns => normal(),
         Behaviour::TruncateUdp if udp => message(&question, 0, true, &[], &[]),
         Behaviour::TruncateUdp => normal(),
     })
