@@ -30,6 +30,9 @@ Exit status: 0 relayed, 64 usage, 68 no such name or address, 69 no address acce
 connection, 74 I/O error, 75 DNS failing for now.";
 
 const CONNECT_TIMEOUT: &str = "10";
+/// A silent peer is declared dead after 60 s of silence and 6 unanswered probes 10 s apart:
+/// about two minutes, as `Keepalive::bound` says.
+const KEEPALIVE: &str = "60,10,6";
 
 /// Relay one connection to a backend whose address is looked up afresh for it.
 ///
@@ -61,6 +64,12 @@ pub struct Args {
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub exit_idle_time: Option<Duration>,
 
+    /// TCP keepalive on both sides: probe after IDLE s of silence, every INTERVAL s, COUNT
+    /// times; a peer that never answers ends the session, and so does data unacknowledged
+    /// for IDLE + INTERVAL × COUNT s (TCP_USER_TIMEOUT). 0 turns both off
+    #[arg(long, value_name = "IDLE[,INTERVAL[,COUNT]]", value_parser = Keepalive::parse, default_value = KEEPALIVE)]
+    pub keepalive: Keepalive,
+
     /// Use IPv4 addresses only
     #[arg(short = '4', conflicts_with = "ipv6_only")]
     pub ipv4_only: bool,
@@ -80,6 +89,50 @@ pub struct Args {
     /// Log every step: DNS answers, each connect attempt, timings
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// `--keepalive`: None turns keepalive and the user timeout off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive(pub Option<Probes>);
+
+/// TCP keepalive's three numbers, in seconds and probes (each at least 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probes {
+    pub idle: u32,
+    pub interval: u32,
+    pub count: u32,
+}
+
+impl Keepalive {
+    fn parse(text: &str) -> Result<Keepalive, String> {
+        if text == "0" {
+            return Ok(Keepalive(None));
+        }
+        let mut numbers = text.split(',').map(|n| n.trim().parse::<u32>());
+        let mut next = |default: u32, max: u32, what: &str| match numbers.next() {
+            None => Ok(default),
+            Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
+            Some(_) => Err(format!("{what} must be a whole number from 1 to {max}")),
+        };
+        // The kernel's limits for TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT.
+        let probes = Probes {
+            idle: next(60, 32_767, "IDLE")?,
+            interval: next(10, 32_767, "INTERVAL")?,
+            count: next(6, 127, "COUNT")?,
+        };
+        if numbers.next().is_some() {
+            return Err("expected IDLE[,INTERVAL[,COUNT]] (or 0 for off)".into());
+        }
+        Ok(Keepalive(Some(probes)))
+    }
+}
+
+impl Probes {
+    /// How long a peer may stay silent, or leave data unacknowledged, before the session
+    /// ends: IDLE + INTERVAL × COUNT.
+    pub fn bound(&self) -> Duration {
+        Duration::from_secs(u64::from(self.idle) + u64::from(self.interval) * u64::from(self.count))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -128,6 +181,7 @@ fn just_a_target(args: &[std::ffi::OsString]) -> Option<Args> {
         resolve_timeout: None,
         connect_timeout: parse_seconds(CONNECT_TIMEOUT).ok()?,
         exit_idle_time: None,
+        keepalive: Keepalive::parse(KEEPALIVE).ok()?,
         ipv4_only: false,
         ipv6_only: false,
         proxy_protocol: None,
@@ -193,6 +247,30 @@ mod tests {
             assert!(fast.is_some(), "{target}");
             assert_eq!(fast, clap_only(target), "{target}");
         }
+    }
+
+    #[test]
+    fn keepalive_takes_one_to_three_numbers_or_0() {
+        let probes = |idle, interval, count| {
+            Ok(Keepalive(Some(Probes {
+                idle,
+                interval,
+                count,
+            })))
+        };
+        assert_eq!(Keepalive::parse("0"), Ok(Keepalive(None)));
+        assert_eq!(Keepalive::parse("30"), probes(30, 10, 6));
+        assert_eq!(Keepalive::parse("30,5"), probes(30, 5, 6));
+        assert_eq!(Keepalive::parse("1,1,2"), probes(1, 1, 2));
+        for bad in ["", "-1", "1,0", "1,1,128", "1,1,1,1", "x", "0,1"] {
+            assert!(Keepalive::parse(bad).is_err(), "{bad:?}");
+        }
+        let default = Keepalive::parse(KEEPALIVE).unwrap().0.unwrap();
+        assert_eq!(
+            default.bound(),
+            Duration::from_secs(120),
+            "about two minutes"
+        );
     }
 
     #[test]

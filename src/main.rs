@@ -14,6 +14,7 @@
 )]
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::SocketAddr as UnixAddr;
 use std::process::ExitCode;
@@ -109,6 +110,26 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
     if client.remote.is_some() {
         // Small writes from the client must not wait on Nagle twice (once here).
         let _ = sys::set_nodelay(client.input.fd);
+    }
+    let backend_is_tcp = !matches!(args.target, Target::Path(_) | Target::Abstract(_));
+    let sides = [
+        ("backend", backend.fd.as_raw_fd(), backend_is_tcp),
+        ("client", client.input.fd, client.remote.is_some()),
+    ];
+    for (side, fd, tcp) in sides {
+        if let (Some(probes), true) = (args.keepalive.0, tcp) {
+            // A peer that vanished without a reset would otherwise hold the session for ever.
+            let set = sys::set_keepalive(
+                fd,
+                probes.idle,
+                probes.interval,
+                probes.count,
+                probes.bound(),
+            );
+            if let Err(e) = set {
+                log.step(format_args!("no keepalive on the {side}: {e}"));
+            }
+        }
     }
     let stream = client.nonblocking();
     let relay = Relay {

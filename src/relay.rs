@@ -453,6 +453,11 @@ fn finish_writing(port: &Port) -> io::Result<()> {
 fn failure(error: io::Error, side: &'static str, doing: &str) -> Stop {
     match error.raw_os_error() {
         Some(libc::ECONNRESET | libc::EPIPE) => Stop::Reset(side),
+        // Keepalive probes, or data sent, went unanswered for --keepalive's bound.
+        Some(libc::ETIMEDOUT) => Stop::Failed(Error::Io(format!(
+            "the {side} vanished: no answer to keepalive probes or to data sent ({doing} it: {})",
+            os_message(&error)
+        ))),
         _ => Stop::Failed(Error::Io(format!(
             "{doing} the {side}: {}",
             os_message(&error)

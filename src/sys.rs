@@ -11,6 +11,7 @@ use std::mem::{self, MaybeUninit};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 /// Turns a libc return value into `io::Result`, reading errno on -1.
 fn check<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
@@ -251,6 +252,34 @@ pub extern "C" fn note_closed_stdio() {
 /// `note_closed_stdio` did not run (the library's tests).
 pub fn closed_at_start(fd: RawFd) -> bool {
     (0..3).contains(&fd) && CLOSED_AT_START.load(Ordering::Relaxed) & (1 << fd) != 0
+}
+
+/// TCP keepalive on `fd` (SO_KEEPALIVE with its three numbers), and TCP_USER_TIMEOUT: how
+/// long sent data may stay unacknowledged before the connection is dropped.
+pub fn set_keepalive(
+    fd: RawFd,
+    idle: u32,
+    interval: u32,
+    count: u32,
+    user_timeout: Duration,
+) -> io::Result<()> {
+    let millis = u32::try_from(user_timeout.as_millis()).unwrap_or(u32::MAX);
+    let options = [
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, interval),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, count),
+        (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, millis),
+    ];
+    for (level, name, value) in options {
+        setsockopt_int(
+            fd,
+            level,
+            name,
+            libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX),
+        )?;
+    }
+    Ok(())
 }
 
 pub fn interface_index(name: &str) -> Option<u32> {

@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod connect;
 mod faults;
+mod keepalive;
 mod logging;
 mod proxy_protocol;
 mod relay;

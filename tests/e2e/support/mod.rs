@@ -5,6 +5,7 @@ pub mod backend;
 pub mod data;
 pub mod dns;
 pub mod launch;
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
