@@ -38,16 +38,9 @@ fn session_to_the_far_backend(link: &Link) -> (ByHand, std::os::unix::net::UnixS
 #[test]
 fn a_backend_that_vanishes_ends_the_session_with_its_line() {
     let link = Link::new();
-    let (session, mut client) = session_to_the_far_backend(&link);
+    let (session, client) = session_to_the_far_backend(&link);
     link.silence_far();
-    let mut rest = Vec::new();
-    client
-        .read_to_end(&mut rest)
-        .expect("the client sees the end");
-    let (status, stderr) = session.finish();
-    assert_eq!(status.code(), Some(74), "{stderr}");
-    assert!(stderr.contains("end=error status=74"), "{stderr}");
-    assert!(stderr.contains("the backend vanished"), "{stderr}");
+    assert_the_backend_vanished(session, client);
 }
 
 #[test]
@@ -58,12 +51,18 @@ fn data_sent_into_a_black_hole_ends_the_session_at_the_user_timeout() {
     let (session, mut client) = session_to_the_far_backend(&link);
     link.silence_far();
     client.write_all(b"into the void").unwrap();
+    assert_the_backend_vanished(session, client);
+}
+
+/// The client sees the end, and the session's line says the backend vanished (74).
+fn assert_the_backend_vanished(session: ByHand, mut client: std::os::unix::net::UnixStream) {
     let mut rest = Vec::new();
     client
         .read_to_end(&mut rest)
         .expect("the client sees the end");
     let (status, stderr) = session.finish();
     assert_eq!(status.code(), Some(74), "{stderr}");
+    assert!(stderr.contains("end=error status=74"), "{stderr}");
     assert!(stderr.contains("the backend vanished"), "{stderr}");
 }
 

@@ -5,7 +5,6 @@
 //! also when the test using it panics.
 
 use std::fs::{self, File};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -143,18 +142,7 @@ impl Manager {
     /// Runs `f` on a thread inside the manager's network namespace: sockets it creates
     /// (listeners, clients) live there, and keep working from any thread afterwards.
     pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let netns = File::open(format!("/proc/{}/ns/net", self.pid1)).unwrap();
-        thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // SAFETY: setns(2) moves only this thread, which exists for this call alone.
-                    let ret = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
-                    f()
-                })
-                .join()
-                .unwrap()
-        })
+        crate::support::netns::in_netns(self.pid1 as u32, f)
     }
 
     /// dynproxy processes in the namespace: (exec'd, forked by the manager and not yet

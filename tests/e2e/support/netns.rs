@@ -109,7 +109,9 @@ fn run_in(pid: u32, args: &[&str]) {
     );
 }
 
-fn in_netns<T: Send>(pid: u32, f: impl FnOnce() -> T + Send) -> T {
+/// Runs `f` on a thread inside the network namespace of process `pid`: sockets it creates
+/// live there, and keep working from any thread afterwards.
+pub fn in_netns<T: Send>(pid: u32, f: impl FnOnce() -> T + Send) -> T {
     let netns = File::open(format!("/proc/{pid}/ns/net")).unwrap();
     thread::scope(|scope| {
         scope
