@@ -111,26 +111,7 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
         // Small writes from the client must not wait on Nagle twice (once here).
         let _ = sys::set_nodelay(client.input.fd);
     }
-    let backend_is_tcp = !matches!(args.target, Target::Path(_) | Target::Abstract(_));
-    let sides = [
-        ("backend", backend.fd.as_raw_fd(), backend_is_tcp),
-        ("client", client.input.fd, client.remote.is_some()),
-    ];
-    for (side, fd, tcp) in sides {
-        if let (Some(probes), true) = (args.keepalive.0, tcp) {
-            // A peer that vanished without a reset would otherwise hold the session for ever.
-            let set = sys::set_keepalive(
-                fd,
-                probes.idle,
-                probes.interval,
-                probes.count,
-                probes.bound(),
-            );
-            if let Err(e) = set {
-                log.step(format_args!("no keepalive on the {side}: {e}"));
-            }
-        }
-    }
+    keep_alive(args, client, &backend, log);
     let stream = client.nonblocking();
     let relay = Relay {
         waiter,
@@ -141,6 +122,25 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
     };
     let (ending, totals) = relay.run(log);
     (ending, totals, Some(backend.address))
+}
+
+/// Keepalive and the user timeout (`--keepalive`) on each TCP side: a peer that vanished
+/// without a reset would otherwise hold the session for ever.
+fn keep_alive(args: &Args, client: &Client, backend: &Backend, log: &mut Log) {
+    let Some(probes) = args.keepalive.0 else {
+        return;
+    };
+    let backend_is_tcp = !matches!(args.target, Target::Path(_) | Target::Abstract(_));
+    let sides = [
+        ("backend", backend.fd.as_raw_fd(), backend_is_tcp),
+        ("client", client.input.fd, client.remote.is_some()),
+    ];
+    for (side, fd, _) in sides.into_iter().filter(|&(_, _, tcp)| tcp) {
+        let (idle, interval, count) = (probes.idle, probes.interval, probes.count);
+        if let Err(e) = sys::set_keepalive(fd, idle, interval, count, probes.bound()) {
+            log.step(format_args!("no keepalive on the {side}: {e}"));
+        }
+    }
 }
 
 fn connect_backend(args: &Args, log: &mut Log) -> Result<Backend, Error> {
