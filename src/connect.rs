@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::error::{Error, os_message};
 use crate::log::{Log, millis};
+use crate::sys;
 
 /// RFC 8305's recommended Connection Attempt Delay.
 const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -56,12 +57,7 @@ pub fn connect_tcp(
             let attempt = match start(&poll, address, token) {
                 Ok(attempt) => Some(attempt),
                 // Ours, not the address's: no other address would fare better.
-                Err(e) if is_out_of_descriptors(&e) => {
-                    return Err(Error::Io(format!(
-                        "cannot open a socket: {}",
-                        os_message(&e)
-                    )));
-                }
+                Err(e) if sys::is_out_of_descriptors(&e) => return Err(no_socket(&e)),
                 Err(e) => {
                     let message = failed(address, &e, now);
                     log.step(format_args!("{message}"));
@@ -216,19 +212,16 @@ pub fn connect_unix(
                     timeout.as_secs_f64()
                 )));
             }
-            Err(e) if is_out_of_descriptors(&e) => {
-                return Err(Error::Io(format!(
-                    "cannot open a socket: {}",
-                    os_message(&e)
-                )));
-            }
+            Err(e) if sys::is_out_of_descriptors(&e) => return Err(no_socket(&e)),
             Err(e) => return Err(Error::Unavailable(format!("{name}: {}", os_message(&e)))),
         }
     }
 }
 
-fn is_out_of_descriptors(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+/// No descriptor left for a socket: an I/O failure of ours, which no other address would
+/// fare better with, not the backend's (69).
+fn no_socket(error: &io::Error) -> Error {
+    Error::Io(format!("cannot open a socket: {}", os_message(error)))
 }
 
 fn failed(address: SocketAddr, error: &io::Error, started: Instant) -> String {

@@ -131,11 +131,13 @@ fn keep_alive(args: &Args, client: &Client, backend: &Backend, log: &mut Log) {
         return;
     };
     let backend_is_tcp = !matches!(args.target, Target::Path(_) | Target::Abstract(_));
-    let sides = [
+    for (side, fd, tcp) in [
         ("backend", backend.fd.as_raw_fd(), backend_is_tcp),
         ("client", client.input.fd, client.remote.is_some()),
-    ];
-    for (side, fd, _) in sides.into_iter().filter(|&(_, _, tcp)| tcp) {
+    ] {
+        if !tcp {
+            continue;
+        }
         let (idle, interval, count) = (probes.idle, probes.interval, probes.count);
         if let Err(e) = sys::set_keepalive(fd, idle, interval, count, probes.bound()) {
             log.step(format_args!("no keepalive on the {side}: {e}"));

@@ -419,7 +419,7 @@ impl Flow {
     fn new_buffer(&mut self, from: RawFd) -> io::Result<Buffer> {
         if self.zero_copy {
             match Buffer::pipe() {
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                Err(e) if sys::is_out_of_descriptors(&e) => {
                     self.zero_copy = false;
                     let _ = sys::keep_urgent_inline(from);
                 }
@@ -470,7 +470,7 @@ fn failure(error: io::Error, side: &'static str, doing: &str) -> Stop {
 /// fail for want of these (and pipes give way to copying, see `Flow::new_buffer`).
 pub struct Waiter {
     poll: Poll,
-    signals: OwnedFd,
+    signals: sys::StopSignals,
 }
 
 impl Waiter {
@@ -479,7 +479,7 @@ impl Waiter {
             |e: io::Error| Error::Io(format!("cannot prepare the relay: {}", os_message(&e)));
         Ok(Waiter {
             poll: Poll::new().map_err(io_error)?,
-            signals: sys::stop_signal_fd().map_err(io_error)?,
+            signals: sys::StopSignals::new().map_err(io_error)?,
         })
     }
 }
@@ -606,14 +606,14 @@ fn watch(waiter: &Waiter, ports: &[Port], flows: &[Flow]) -> io::Result<()> {
         SIGNAL,
         Interest::READABLE,
     )?;
-    sys::block_stop_signals()
+    waiter.signals.block()
 }
 
 /// Remembers the readiness events report; returns a stop signal if one arrived.
-fn note(events: &Events, ports: &mut [Port], signals: &OwnedFd) -> Option<i32> {
+fn note(events: &Events, ports: &mut [Port], signals: &sys::StopSignals) -> Option<i32> {
     for event in events {
         if event.token() == SIGNAL {
-            if let Some(signal) = sys::read_signal(signals) {
+            if let Some(signal) = signals.next() {
                 return Some(signal);
             }
             continue;

@@ -237,15 +237,26 @@ static CLOSED_AT_START: AtomicU8 = AtomicU8::new(0);
 
 /// Notes which of fds 0, 1 and 2 are closed. For `.init_array` (src/main.rs): it runs before
 /// Rust's runtime, which points closed ones at /dev/null and so hides that they were closed.
+/// One poll(2), as Rust's runtime itself asks: a closed descriptor reports POLLNVAL.
 pub extern "C" fn note_closed_stdio() {
-    let mut closed = 0;
-    for fd in 0..3 {
-        // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF if closed.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-            closed |= 1 << fd;
-        }
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: poll reads and writes the three pollfd structs we own; it does not wait.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } < 0 {
+        return;
     }
+    let closed = (0..3)
+        .filter(|&i| fds[i].revents & libc::POLLNVAL != 0)
+        .fold(0, |bits, i| bits | 1 << i);
     CLOSED_AT_START.store(closed, Ordering::Relaxed);
+}
+
+/// Running out of descriptors (RLIMIT_NOFILE, or the system's): ours, not a peer's doing.
+pub fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Whether `fd` (0, 1 or 2) was closed when the process started; false where
@@ -314,27 +325,45 @@ fn is_ignored(signal: i32) -> bool {
     known && unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
-/// A non-blocking signalfd that reports the stop signals once they are blocked
-/// (`block_stop_signals`), so the relay loop sees a stop as one more event instead of dying
-/// without its log line.
-pub fn stop_signal_fd() -> io::Result<OwnedFd> {
-    let set = stop_signal_set();
-    // SAFETY: signalfd(-1, ...) creates a new descriptor from the set we own.
-    let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
-    // SAFETY: signalfd succeeded, so the descriptor is new and owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// The stop signals (those not ignored) and a non-blocking signalfd that reports them once
+/// they are blocked, so the relay loop sees a stop as one more event instead of dying
+/// without its log line. The set is worked out once (a sigaction call per signal).
+pub struct StopSignals {
+    set: libc::sigset_t,
+    fd: OwnedFd,
 }
 
-/// From now on the stop signals wait in the signalfd instead of ending the process.
-pub fn block_stop_signals() -> io::Result<()> {
-    let set = stop_signal_set();
-    // SAFETY: sigprocmask reads the set we own; no old mask is asked for.
-    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
-    Ok(())
+impl StopSignals {
+    pub fn new() -> io::Result<StopSignals> {
+        let set = stop_signal_set();
+        // SAFETY: signalfd(-1, ...) creates a new descriptor from the set we own.
+        let fd =
+            check(unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) })?;
+        // SAFETY: signalfd succeeded, so the descriptor is new and owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(StopSignals { set, fd })
+    }
+
+    /// From now on the stop signals wait in the signalfd instead of ending the process.
+    pub fn block(&self) -> io::Result<()> {
+        // SAFETY: sigprocmask reads the set we own; no old mask is asked for.
+        check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &self.set, std::ptr::null_mut()) })?;
+        Ok(())
+    }
+
+    /// The number of the next pending stop signal, if any.
+    pub fn next(&self) -> Option<i32> {
+        read_signal(&self.fd)
+    }
 }
 
-/// The number of the next pending stop signal, if any.
-pub fn read_signal(fd: &OwnedFd) -> Option<i32> {
+impl AsRawFd for StopSignals {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn read_signal(fd: &OwnedFd) -> Option<i32> {
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
     let size = mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: the kernel writes at most `size` bytes into the struct we own.
