@@ -100,8 +100,8 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
         Ok(waiter) => waiter,
         Err(error) => return (Ending::Failed(error), Totals::default(), None),
     };
-    let backend = match connect_backend(args, log) {
-        Ok(backend) => backend,
+    let (backend, waiter) = match connect_backend(args, waiter, log) {
+        Ok(connected) => connected,
         Err(error) => return (Ending::Failed(error), Totals::default(), None),
     };
     let preface = args
@@ -145,44 +145,41 @@ fn keep_alive(args: &Args, client: &Client, backend: &Backend, log: &mut Log) {
     }
 }
 
-fn connect_backend(args: &Args, log: &mut Log) -> Result<Backend, Error> {
+/// The backend, connected; the waiter comes back from lending its epoll to the runtime.
+fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backend, Waiter), Error> {
     let family = match (args.ipv4_only, args.ipv6_only) {
         (true, _) => Family::V4,
         (_, true) => Family::V6,
         _ => Family::Any,
     };
     let timeout = args.connect_timeout;
-    match &args.target {
-        Target::Addr(address) if !family.allows(address.ip()) => Err(Error::Usage(format!(
-            "{address} is not of the address family that -4/-6 asks for"
-        ))),
-        Target::Addr(address) => connect::connect_tcp(&[*address], timeout, log),
+    let unix = match &args.target {
+        Target::Addr(address) if !family.allows(address.ip()) => {
+            return Err(Error::Usage(format!(
+                "{address} is not of the address family that -4/-6 asks for"
+            )));
+        }
+        Target::Addr(address) => {
+            return waiter.run_first(connect::connect_tcp(&[*address], None, timeout, log));
+        }
         Target::Name { host, port } => {
             let options = resolve::Options {
                 nameservers: &args.nameservers,
                 timeout: args.resolve_timeout,
                 family,
             };
-            let addresses = resolve::resolve(host, &options, log)?;
-            let addresses: Vec<_> = addresses
-                .into_iter()
-                .map(|ip| std::net::SocketAddr::new(ip, *port))
-                .collect();
-            connect::connect_tcp(&addresses, timeout, log)
+            return waiter.run_first(async {
+                let found = resolve::resolve(host, *port, &options, log).await?;
+                connect::connect_tcp(&found.addresses, found.later, timeout, log).await
+            });
         }
-        Target::Path(path) => connect_unix(UnixAddr::from_pathname(path), args, log),
-        Target::Abstract(name) => connect_unix(UnixAddr::from_abstract_name(name), args, log),
-    }
-}
-
-fn connect_unix(
-    address: std::io::Result<UnixAddr>,
-    args: &Args,
-    log: &mut Log,
-) -> Result<Backend, Error> {
+        Target::Path(path) => UnixAddr::from_pathname(path),
+        Target::Abstract(name) => UnixAddr::from_abstract_name(name),
+    };
     let name = args.target.to_string();
-    let address = address.map_err(|e| Error::Usage(format!("{name}: {e}")))?;
-    connect::connect_unix(&address, &name, args.connect_timeout, log)
+    let address = unix.map_err(|e| Error::Usage(format!("{name}: {e}")))?;
+    let backend = connect::connect_unix(&address, &name, timeout, log)?;
+    Ok((backend, waiter))
 }
 
 /// The client could not even be found: say so wherever is safe, and exit.

@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::client::{End, Kind, Nonblocking};
 use crate::error::{Error, os_message};
 use crate::log::{Ending, Log};
+use crate::runtime::Runtime;
 use crate::sys;
 
 /// Memory buffer per direction when splice cannot be used.
@@ -481,6 +482,21 @@ impl Waiter {
             poll: Poll::new().map_err(io_error)?,
             signals: sys::StopSignals::new().map_err(io_error)?,
         })
+    }
+
+    /// Runs `stages` (resolving, connecting) on the thread's runtime, lent this waiter's
+    /// epoll (a session needs one), and takes it back when they end: the runtime is gone
+    /// then, and every socket the lookup opened is closed.
+    pub fn run_first<T>(
+        self,
+        stages: impl Future<Output = Result<T, Error>>,
+    ) -> Result<(T, Waiter), Error> {
+        let Waiter { poll, signals } = self;
+        let runtime_error = |e: io::Error| Error::Io(format!("runtime: {}", os_message(&e)));
+        let mut runtime = Runtime::on(poll).map_err(runtime_error)?;
+        let result = runtime.block_on(stages).map_err(runtime_error)??;
+        let poll = runtime.into_poll().map_err(runtime_error)?;
+        Ok((result, Waiter { poll, signals }))
     }
 }
 

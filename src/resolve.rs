@@ -9,13 +9,15 @@
 //! a session needs is here: the search list, following CNAME chains, localhost.
 //!
 //! hickory has no synchronous API, so a small runtime of dynproxy's own (runtime.rs) lives
-//! for the lookup only and is gone before the relay starts: no threads, no timers left behind.
+//! for the lookup and the connection attempts only (a slow family's answer joins them) and
+//! is gone before the relay starts: no threads, no timers left behind.
 
 use std::fmt;
 use std::fs;
 use std::future::{Future, poll_fn};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::pin;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -32,12 +34,13 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use crate::error::Error;
 use crate::hosts;
 use crate::log::{Joined, Log, millis};
-use crate::runtime::{self, Provider, Runtime};
+use crate::runtime::{self, Provider};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// Once one family has answered with addresses, the other gets this long to follow
-/// (RFC 8305's Resolution Delay): a server that drops AAAA queries must not stall the session.
+/// Once A has answered with addresses, AAAA gets this long to follow before connecting
+/// starts (RFC 8305's Resolution Delay): a server that drops AAAA queries must not stall the
+/// session. An answer after it still joins the connection attempts (`Later`).
 const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
 
 /// How many queries one name's CNAME chain may take (hickory's resolver allows 8).
@@ -68,6 +71,17 @@ pub struct Options<'a> {
     pub family: Family,
 }
 
+/// What a lookup found: the addresses to try now and, while the other family's query is
+/// still out, what it may yet bring.
+pub struct Found {
+    pub addresses: Vec<SocketAddr>,
+    pub later: Option<Later>,
+}
+
+/// The addresses a query still out may yet bring (RFC 8305, section 3: they join the
+/// connection attempts), or why it brought none; bounded by the lookup's time.
+pub type Later = Pin<Box<dyn Future<Output = Result<Vec<SocketAddr>, String>>>>;
+
 /// The result of asking for one record type.
 enum Answer {
     Addresses(Vec<IpAddr>),
@@ -79,22 +93,30 @@ enum Answer {
     Failed(String),
 }
 
-pub fn resolve(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<IpAddr>, Error> {
+/// `host`'s addresses with `port`, from the machine itself or from DNS. Runs on the
+/// thread's runtime (runtime.rs), which must outlive `Found::later`.
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    options: &Options<'_>,
+    log: &mut Log,
+) -> Result<Found, Error> {
     if let Some((addresses, source)) = local(host, options.family) {
         log.step(format_args!(
             "{host} has {} ({source})",
             Joined(addresses.iter())
         ));
-        return Ok(addresses);
+        return Ok(Found {
+            addresses: with_port(addresses, port),
+            later: None,
+        });
     }
-    let started = Instant::now();
-    let addresses = ask_dns(host, options, log)?;
-    log.step(format_args!(
-        "{host} has {} in {:.1} ms",
-        Joined(addresses.iter()),
-        millis(started)
-    ));
-    Ok(addresses)
+    ask_dns(host, port, options, log).await
+}
+
+fn with_port(addresses: Vec<IpAddr>, port: u16) -> Vec<SocketAddr> {
+    let with_port = |ip| SocketAddr::new(ip, port);
+    addresses.into_iter().map(with_port).collect()
 }
 
 /// What the machine itself says of `host`, never asked of DNS: /etc/hosts, then the
@@ -116,7 +138,13 @@ fn local(host: &str, family: Family) -> Option<(Vec<IpAddr>, &'static str)> {
     Some((loopback, "localhost, RFC 6761"))
 }
 
-fn ask_dns(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<IpAddr>, Error> {
+async fn ask_dns(
+    host: &str,
+    port: u16,
+    options: &Options<'_>,
+    log: &mut Log,
+) -> Result<Found, Error> {
+    let started = Instant::now();
     let (config, mut resolver_options) = system_config(options.nameservers)?;
     let bound = options.timeout.unwrap_or(
         resolver_options.timeout * u32::try_from(resolver_options.attempts.max(1)).unwrap_or(1),
@@ -130,25 +158,38 @@ fn ask_dns(host: &str, options: &Options<'_>, log: &mut Log) -> Result<Vec<IpAdd
         servers(&config),
         bound.as_secs_f64()
     ));
-    let mut runtime =
-        Runtime::new().map_err(|e| Error::Io(format!("cannot start the DNS runtime: {e}")))?;
-    let dns = Dns::new(host, config, resolver_options)?;
-    let answers = runtime.block_on(runtime::timeout(bound, lookup(&dns, options.family)));
+    let dns = Rc::new(Dns::new(host, config, resolver_options)?);
     // Tearing down hickory's state (its server pool) costs time every session would pay for
-    // nothing: its memory is the process's until exit anyway. The runtime is dropped, which
-    // ends hickory's tasks and closes every descriptor they held (the e2e tests
+    // nothing: its memory is the process's until exit anyway. Dropping the runtime ends
+    // hickory's tasks and closes every descriptor they held (the e2e tests
     // `a_lookup*_descriptors*` count them while the relay runs).
-    std::mem::forget(dns);
-    drop(runtime);
-    let answers = answers
-        .map_err(|e| Error::Io(format!("DNS runtime: {e}")))?
+    std::mem::forget(Rc::clone(&dns));
+    let (answers, pending) = runtime::timeout(bound, lookup(&dns, options.family))
+        .await
         .ok_or_else(|| {
             Error::DnsTemporary(format!(
                 "no answer for {host} within {:.1}s",
                 bound.as_secs_f64()
             ))
         })?;
-    conclude(host, options.family, answers)
+    let addresses = conclude(host, options.family, answers)?;
+    log.step(format_args!(
+        "{host} has {} in {:.1} ms{}",
+        Joined(addresses.iter()),
+        millis(started),
+        match &pending {
+            Some(pending) => format!(", {} still asked", pending.record_type),
+            None => String::new(),
+        }
+    ));
+    let later = pending.map(|pending| {
+        let left = bound.saturating_sub(started.elapsed());
+        pending.until(left, port)
+    });
+    Ok(Found {
+        addresses: with_port(addresses, port),
+        later,
+    })
 }
 
 /// `localhost` and the names under it (RFC 6761, section 6.3). Not hickory's
@@ -253,26 +294,67 @@ fn search_list(host: Name, config: &ResolverConfig, ndots: usize) -> Vec<Name> {
     names
 }
 
-async fn lookup(dns: &Dns, family: Family) -> Vec<Answer> {
+/// A query still out when connecting starts.
+struct Pending {
+    record_type: RecordType,
+    answer: Pin<Box<dyn Future<Output = Answer>>>,
+}
+
+impl Pending {
+    fn new(dns: &Rc<Dns>, record_type: RecordType) -> Pending {
+        let dns = Rc::clone(dns);
+        Pending {
+            record_type,
+            answer: Box::pin(async move { ask(&dns, record_type).await }),
+        }
+    }
+
+    /// Its addresses with `port` if it has some within `left`, else why not.
+    fn until(self, left: Duration, port: u16) -> Later {
+        let Pending {
+            record_type,
+            answer,
+        } = self;
+        Box::pin(async move {
+            match runtime::timeout(left, answer).await {
+                Some(Answer::Addresses(found)) => Ok(with_port(found, port)),
+                Some(Answer::Missing { .. }) => Err(format!("no {record_type} record")),
+                Some(Answer::Failed(why)) => Err(why),
+                None => Err(format!(
+                    "no {record_type} answer within the lookup's {:.1}s",
+                    left.as_secs_f64()
+                )),
+            }
+        })
+    }
+}
+
+/// Both families' answers in RFC 8305's order (section 3): a positive AAAA answer lets
+/// connecting start at once, a positive A answer waits the resolution delay for AAAA; the
+/// query still out then is handed back, to join the attempts when it answers.
+async fn lookup(dns: &Rc<Dns>, family: Family) -> (Vec<Answer>, Option<Pending>) {
     match family {
-        Family::V4 => vec![ask(dns, RecordType::A).await],
-        Family::V6 => vec![ask(dns, RecordType::AAAA).await],
+        Family::V4 => (vec![ask(dns, RecordType::A).await], None),
+        Family::V6 => (vec![ask(dns, RecordType::AAAA).await], None),
         Family::Any => {
-            let mut v6 = pin!(ask(dns, RecordType::AAAA));
-            let mut v4 = pin!(ask(dns, RecordType::A));
-            let (first, v6_first) = poll_fn(|cx| match v6.as_mut().poll(cx) {
+            let mut v6 = Pending::new(dns, RecordType::AAAA);
+            let mut v4 = Pending::new(dns, RecordType::A);
+            let (first, v6_first) = poll_fn(|cx| match v6.answer.as_mut().poll(cx) {
                 Poll::Ready(answer) => Poll::Ready((answer, true)),
-                Poll::Pending => v4.as_mut().poll(cx).map(|answer| (answer, false)),
+                Poll::Pending => v4.answer.as_mut().poll(cx).map(|answer| (answer, false)),
             })
             .await;
-            let second = if v6_first { v4 } else { v6 };
-            let second = match first {
-                Answer::Addresses(_) => runtime::timeout(RESOLUTION_DELAY, second)
-                    .await
-                    .unwrap_or(Answer::Missing { nxdomain: false }),
-                _ => second.await,
-            };
-            vec![first, second]
+            let mut second = if v6_first { v4 } else { v6 };
+            match first {
+                Answer::Addresses(_) if v6_first => (vec![first], Some(second)),
+                Answer::Addresses(_) => {
+                    match runtime::timeout(RESOLUTION_DELAY, second.answer.as_mut()).await {
+                        Some(answer) => (vec![first, answer], None),
+                        None => (vec![first], Some(second)),
+                    }
+                }
+                _ => (vec![first, second.answer.await], None),
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The smallest async runtime hickory's name-server pool needs for one lookup: one thread,
-//! mio for the sockets, a list for the timers, a list for the tasks.
+//! The smallest async runtime hickory's name-server pool needs for one lookup, and the
+//! connection attempts that go on while its slower answer comes: one thread, mio for the
+//! sockets, a list for the timers, a list for the tasks.
 //!
 //! hickory has no synchronous API; it asks for a `RuntimeProvider` — UDP and TCP sockets
 //! that can be polled, timers, and a way to spawn background tasks (one per connection to a
@@ -22,6 +23,9 @@
 //!   polled at most once after a timer fell due, and at most `BUSY_ROUNDS` times after a
 //!   socket turned ready, before their waiters are woken.
 //! - Dropping the `Runtime` ends every task it holds and so closes every socket they held.
+//!   `into_poll` does the same and gives back its epoll with nothing registered, which
+//!   `Runtime::on` may have lent it: the relay's, so that a session makes one epoll. A TCP
+//!   connection made with `Connecting` leaves the runtime with `into_stream`, out of epoll.
 //!
 //! What it does not do: run more than one thread or more than one `block_on` at a time,
 //! let a `Runtime` or its sockets move to another thread (they are not `Send`), or keep
@@ -42,6 +46,7 @@ use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice, Read, Write};
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +66,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 thread_local! {
-    static REACTOR: RefCell<Reactor> = RefCell::new(Reactor::default());
+    /// Never dropped by the thread: a `Runtime` empties it when it ends, and a value without
+    /// drop glue spares the C library's thread-exit bookkeeping (a malloc, system calls).
+    static REACTOR: RefCell<ManuallyDrop<Reactor>> =
+        const { RefCell::new(ManuallyDrop::new(Reactor::EMPTY)) };
 }
 
 /// `f` on the thread's reactor. Never call a waker or drop one inside `f`: that may run code
@@ -80,7 +88,6 @@ fn with_reactor_if_free<T>(f: impl FnOnce(&mut Reactor) -> Option<T>) -> Option<
 }
 
 /// What the futures of one lookup wait for, and the tasks they spawned.
-#[derive(Default)]
 struct Reactor {
     /// None while no `Runtime` lives on this thread.
     poll: Option<mio::Poll>,
@@ -90,6 +97,22 @@ struct Reactor {
     next_timer: u64,
     /// Spawned and not yet taken over by `Runtime::block_on`.
     spawned: Vec<Task>,
+}
+
+impl Reactor {
+    const EMPTY: Reactor = Reactor {
+        poll: None,
+        sockets: Vec::new(),
+        timers: Vec::new(),
+        next_timer: 0,
+        spawned: Vec::new(),
+    };
+}
+
+impl Default for Reactor {
+    fn default() -> Reactor {
+        Reactor::EMPTY
+    }
 }
 
 #[derive(Default)]
@@ -129,15 +152,20 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// The thread's runtime; one at a time.
+    /// The thread's runtime, on an epoll of its own; one at a time.
     pub fn new() -> io::Result<Runtime> {
+        Runtime::on(mio::Poll::new()?)
+    }
+
+    /// The thread's runtime on `poll`, an epoll with nothing registered that the caller
+    /// lends (the relay's: a session needs only one) and takes back with `into_poll`.
+    pub fn on(poll: mio::Poll) -> io::Result<Runtime> {
         with_reactor(|reactor| {
             if reactor.poll.is_some() {
                 return Err(io::Error::other(
                     "a DNS runtime already runs on this thread",
                 ));
             }
-            let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), ALARM)?;
             reactor.poll = Some(poll);
             Ok(Arc::new(Alarm {
@@ -233,13 +261,22 @@ impl Runtime {
     }
 }
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
+impl Runtime {
+    /// Ends the runtime as dropping it does, and gives back its epoll with nothing left
+    /// registered: every socket of the lookup and the alarm's eventfd are closed.
+    pub fn into_poll(mut self) -> io::Result<mio::Poll> {
+        let mut left = self.end();
+        let poll = left.poll.take();
+        drop(left);
+        poll.ok_or_else(|| io::Error::other("the runtime has no epoll"))
+    }
+
+    /// Closes what the runtime holds; returns the reactor's state, still to be dropped.
+    fn end(&mut self) -> Reactor {
         // Tasks hold sockets and timers, whose drop looks at the reactor: not while it is
         // borrowed.
         self.tasks.clear();
         let left = with_reactor(std::mem::take);
-        drop(left);
         let alarm = self
             .alarm
             .waker
@@ -247,6 +284,13 @@ impl Drop for Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         drop(alarm);
+        left
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        drop(self.end());
     }
 }
 
@@ -349,8 +393,11 @@ fn wake_timers(now: Instant) {
 /// A socket registered with the thread's runtime.
 struct Registered<S> {
     socket: S,
-    token: Token,
+    token: Slot,
 }
+
+/// A registered socket's token: free again when dropped.
+struct Slot(Token);
 
 impl<S: Source> Registered<S> {
     fn new(mut socket: S) -> io::Result<Registered<S>> {
@@ -367,8 +414,20 @@ impl<S: Source> Registered<S> {
                 reactor.sockets.push(None);
             }
             reactor.sockets[index] = Some(Waiting::default());
-            Ok(Registered { socket, token })
+            Ok(Registered {
+                socket,
+                token: Slot(token),
+            })
         })
+    }
+
+    /// The socket, out of epoll and of the reactor's books.
+    fn into_inner(mut self) -> io::Result<S> {
+        with_reactor(|reactor| match &reactor.poll {
+            Some(poll) => poll.registry().deregister(&mut self.socket),
+            None => Ok(()),
+        })?;
+        Ok(self.socket)
     }
 }
 
@@ -398,7 +457,7 @@ impl<S> Registered<S> {
         // Cloned before the borrow: cloning a waker may run code that looks at the reactor.
         let waker = waker.clone();
         let replaced = with_reactor(|reactor| {
-            let Some(Some(waiting)) = reactor.sockets.get_mut(self.token.0) else {
+            let Some(Some(waiting)) = reactor.sockets.get_mut(self.token.0.0) else {
                 return Err(io::Error::other("a socket outside the DNS runtime"));
             };
             let slot = match direction {
@@ -413,16 +472,16 @@ impl<S> Registered<S> {
     }
 }
 
-impl<S> Drop for Registered<S> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        // Closing the socket (next) takes it out of epoll; its token becomes free.
-        let freed = with_reactor_if_free(|reactor| reactor.sockets.get_mut(self.token.0)?.take());
+        // Closing the socket (or `into_inner`) takes it out of epoll; its token becomes free.
+        let freed = with_reactor_if_free(|reactor| reactor.sockets.get_mut(self.0.0)?.take());
         drop(freed);
     }
 }
 
 /// Sleeps until a deadline, in the thread's runtime.
-struct Sleep {
+pub struct Sleep {
     /// None: too far away to be represented, so never.
     deadline: Option<Instant>,
     /// The timer's id once it has been polled.
@@ -433,6 +492,13 @@ impl Sleep {
     fn new(duration: Duration) -> Sleep {
         Sleep {
             deadline: Instant::now().checked_add(duration),
+            id: None,
+        }
+    }
+
+    pub fn until(deadline: Instant) -> Sleep {
+        Sleep {
+            deadline: Some(deadline),
             id: None,
         }
     }
@@ -525,14 +591,14 @@ impl RuntimeProvider for Provider {
                     "a DNS connection from a chosen address",
                 ));
             }
-            let stream = Registered::new(TcpStream::connect(server)?)?;
-            let connected = poll_fn(|cx| stream.poll_io(cx, Direction::Write, connect_result));
+            let attempt = Connecting::start(server)?;
+            let connected = poll_fn(|cx| attempt.poll_connected(cx));
             match timeout(wait_for.unwrap_or(CONNECT_TIMEOUT), connected).await {
                 // hickory writes a query as its length and then the message: without
                 // TCP_NODELAY the second part could wait for the server's delayed ACK.
                 Some(result) => result
-                    .and_then(|()| stream.socket.set_nodelay(true))
-                    .map(|()| Tcp(stream)),
+                    .and_then(|()| attempt.0.socket.set_nodelay(true))
+                    .map(|()| Tcp(attempt.0)),
                 None => Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "TCP connect timed out",
@@ -547,6 +613,27 @@ impl RuntimeProvider for Provider {
         _server: SocketAddr,
     ) -> Pin<Box<dyn Send + Future<Output = io::Result<Udp>>>> {
         Box::pin(async move { Ok(Udp(Registered::new(UdpSocket::bind(local)?)?)) })
+    }
+}
+
+/// A TCP connection being set up, its socket in the thread's runtime.
+pub struct Connecting(Registered<TcpStream>);
+
+impl Connecting {
+    /// Starts connecting (a non-blocking connect(2)); errors are those of socket(2) and
+    /// connect(2), such as no route or no descriptor left.
+    pub fn start(address: SocketAddr) -> io::Result<Connecting> {
+        Registered::new(TcpStream::connect(address)?).map(Connecting)
+    }
+
+    /// Ready once the connection is set up or has failed, and how.
+    pub fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_io(cx, Direction::Write, connect_result)
+    }
+
+    /// The socket, out of the runtime: it outlives it.
+    pub fn into_stream(self) -> io::Result<TcpStream> {
+        self.0.into_inner()
     }
 }
 
@@ -987,6 +1074,42 @@ mod tests {
             runtime.block_on(connect).unwrap().map(drop)
         });
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_lent_epoll_comes_back_empty_and_a_connection_taken_out_stays_open() {
+        // Two connections made in the runtime: one dropped, one taken out with
+        // `into_stream`. Bytes then arriving on both must raise no event in the epoll given
+        // back — the relay reuses it, with tokens of its own — and the one taken out still
+        // carries them.
+        let listener = std::net::TcpListener::bind(loopback()).unwrap();
+        let server = listener.local_addr().unwrap();
+        let (taken, events_after) = bounded(move || {
+            let mut runtime = Runtime::on(mio::Poll::new().unwrap()).unwrap();
+            let taken = runtime
+                .block_on(async {
+                    let first = Connecting::start(server).unwrap();
+                    let second = Connecting::start(server).unwrap();
+                    poll_fn(|cx| first.poll_connected(cx)).await.unwrap();
+                    poll_fn(|cx| second.poll_connected(cx)).await.unwrap();
+                    first.into_stream().unwrap()
+                })
+                .unwrap();
+            let mut poll = runtime.into_poll().unwrap();
+            for _ in 0..2 {
+                let _ = listener.accept().unwrap().0.write_all(b"still open");
+            }
+            let mut events = Events::with_capacity(4);
+            poll.poll(&mut events, Some(Duration::from_millis(200)))
+                .unwrap();
+            (taken, events.iter().count())
+        });
+        assert_eq!(events_after, 0, "events from the runtime's sockets");
+        let mut taken = std::net::TcpStream::from(std::os::fd::OwnedFd::from(taken));
+        taken.set_nonblocking(false).unwrap();
+        let mut got = [0u8; 10];
+        taken.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"still open");
     }
 
     #[test]

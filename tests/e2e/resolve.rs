@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::backend::{self, banner, read_banner, serve};
 use crate::support::dns::{Behaviour, DnsServer, Record};
@@ -377,6 +378,109 @@ fn ipv6_is_tried_first_and_an_ipv4_address_then_serves() {
     assert_eq!(good.accepted(), 1);
 }
 
+/// The "connecting to" and "join" lines of a session's -v log, in order, shortened to what
+/// the tests compare: "[::1]", "127.0.0.1" and "join".
+fn attempts_and_joins(log: &[String]) -> Vec<String> {
+    let shorten = |line: &String| {
+        if line.contains(" join the addresses to try") {
+            return Some("join".to_owned());
+        }
+        let to = line.split("connecting to ").nth(1)?;
+        Some(to.rsplit_once(':')?.0.to_owned())
+    };
+    log.iter().filter_map(shorten).collect()
+}
+
+/// RFC 8305, section 3: answers that come after connecting has started join the addresses
+/// still to try. Before, an answer later than the 50 ms resolution delay was dropped.
+#[test]
+fn a_late_a_answer_joins_the_attempts_behind_a_black_holed_ipv6_address() {
+    // AAAA answers at once with an address that black-holes, A 300 ms later with one that
+    // works: once dropped, this session waited out the connect timeout and failed with 69.
+    let mut listeners = backend::same_port(&["::1", "127.0.0.1"]).into_iter();
+    let _hole = backend::BlackHole::new(listeners.next().unwrap());
+    let good = serve(listeners.next().unwrap(), banner("v4"));
+    let port = good.address.port();
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1"), aaaa("::1")]);
+    dns.behave(Behaviour::SlowForA(Duration::from_millis(300)));
+    let launcher = Launcher::inetd(&[
+        dns.arg(),
+        "-v".into(),
+        "--connect-timeout=10".into(),
+        format!("app.test:{port}"),
+    ]);
+    assert_eq!(read_banner(&mut launcher.connect()), "v4");
+    let line = launcher.sessions(1).remove(0);
+    assert!(line.contains("backend=127.0.0.1:"), "{line}");
+    let log = launcher.log();
+    assert_eq!(
+        attempts_and_joins(&log),
+        ["[::1]", "join", "127.0.0.1"],
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_late_aaaa_answer_joins_the_attempts_behind_a_black_holed_ipv4_address() {
+    let mut listeners = backend::same_port(&["127.0.0.1", "::1"]).into_iter();
+    let _hole = backend::BlackHole::new(listeners.next().unwrap());
+    let good = serve(listeners.next().unwrap(), banner("v6"));
+    let port = good.address.port();
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1"), aaaa("::1")]);
+    dns.behave(Behaviour::SlowForAaaa(Duration::from_millis(300)));
+    let launcher = Launcher::inetd(&[
+        dns.arg(),
+        "-v".into(),
+        "--connect-timeout=10".into(),
+        format!("app.test:{port}"),
+    ]);
+    assert_eq!(read_banner(&mut launcher.connect()), "v6");
+    let line = launcher.sessions(1).remove(0);
+    assert!(line.contains("backend=[::1]:"), "{line}");
+    let log = launcher.log();
+    assert_eq!(
+        attempts_and_joins(&log),
+        ["127.0.0.1", "join", "[::1]"],
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_refused_address_does_not_end_the_session_while_an_answer_is_still_coming() {
+    // Every address known so far refused at once, A still on its way: the session waits
+    // for it instead of failing with 69.
+    let (_refusing, listener) = loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if let Some(refusing) = backend::Refusing::on("::1", port) {
+            break (refusing, listener);
+        }
+    };
+    let good = serve(listener, banner("v4"));
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1"), aaaa("::1")]);
+    dns.behave(Behaviour::SlowForA(Duration::from_millis(300)));
+    let launcher = Launcher::inetd(&[
+        dns.arg(),
+        "-v".into(),
+        format!("app.test:{}", good.address.port()),
+    ]);
+    assert_eq!(read_banner(&mut launcher.connect()), "v4");
+    let log = launcher.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("[::1]") && l.contains("refused")),
+        "{log:?}"
+    );
+    assert_eq!(
+        attempts_and_joins(&log),
+        ["[::1]", "join", "127.0.0.1"],
+        "{log:?}"
+    );
+}
+
 #[test]
 fn a_stop_while_resolving_ends_at_once_without_a_session_line() {
     use std::os::unix::process::ExitStatusExt;
@@ -404,9 +508,10 @@ fn a_stop_while_resolving_ends_at_once_without_a_session_line() {
     assert!(!stderr.contains("session "), "{stderr}");
 }
 
-/// A relaying session's open descriptors as (number, what): sockets, pipes and the like by
-/// kind, without their inode numbers, which differ from session to session.
-fn descriptors_while_relaying(launcher: &Launcher) -> Vec<(u32, String)> {
+/// A relaying session's open descriptors by kind (socket, pipe, anon_inode...), sorted:
+/// without their inode numbers, which differ from session to session, nor their numbers,
+/// which depend on what was open while the backend was connected.
+fn descriptors_while_relaying(launcher: &Launcher) -> Vec<String> {
     let mut client = launcher.connect();
     client.write_all(b"x").unwrap();
     let mut echoed = [0u8];
@@ -414,14 +519,12 @@ fn descriptors_while_relaying(launcher: &Launcher) -> Vec<(u32, String)> {
     let sessions = launcher.sessions_running();
     assert_eq!(sessions.len(), 1, "one session, relaying");
     let dir = format!("/proc/{}/fd", sessions[0]);
-    let mut fds: Vec<(u32, String)> = std::fs::read_dir(&dir)
+    let mut fds: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| {
-            let entry = entry.unwrap();
-            let target = std::fs::read_link(entry.path()).unwrap();
+            let target = std::fs::read_link(entry.unwrap().path()).unwrap();
             let target = target.to_string_lossy();
-            let kind = target.split(":[").next().unwrap().to_owned();
-            (entry.file_name().to_str().unwrap().parse().unwrap(), kind)
+            target.split(":[").next().unwrap().to_owned()
         })
         .collect();
     fds.sort();

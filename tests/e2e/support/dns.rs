@@ -35,6 +35,11 @@ pub enum Behaviour {
     SilentForAaaa,
     /// Answers after this long.
     Slow(Duration),
+    /// Answers AAAA at once and A after this long, as when the two answers come from
+    /// different places.
+    SlowForA(Duration),
+    /// Answers A at once and AAAA after this long.
+    SlowForAaaa(Duration),
     /// The query's ID, then bytes that are not a DNS message.
     Garbage,
     /// A correct answer under another ID.
@@ -171,14 +176,22 @@ fn serve_udp(
         };
         let Some(reply) = reply else { continue };
         let socket = socket.try_clone().unwrap();
-        let delay = match behaviour {
-            Behaviour::Slow(delay) => delay,
-            _ => Duration::ZERO,
-        };
+        let delay = delay(behaviour, &query);
         thread::spawn(move || {
             thread::sleep(delay);
             let _ = socket.send_to(&reply, peer);
         });
+    }
+}
+
+/// How long `behaviour` waits before answering `query` over UDP.
+fn delay(behaviour: Behaviour, query: &[u8]) -> Duration {
+    let qtype = parse_question(query).map(|question| question.qtype);
+    match behaviour {
+        Behaviour::Slow(delay) => delay,
+        Behaviour::SlowForA(delay) if qtype == Some(TYPE_A) => delay,
+        Behaviour::SlowForAaaa(delay) if qtype == Some(TYPE_AAAA) => delay,
+        _ => Duration::ZERO,
     }
 }
 
@@ -361,7 +374,10 @@ fn reply(query: &[u8], state: &State, udp: bool) -> Option<Vec<u8>> {
         None => message(&question, 3, false, &[], &[soa()]),
     };
     Some(match state.behaviour {
-        Behaviour::Answer | Behaviour::Slow(_) => normal(),
+        Behaviour::Answer
+        | Behaviour::Slow(_)
+        | Behaviour::SlowForA(_)
+        | Behaviour::SlowForAaaa(_) => normal(),
         Behaviour::ServFail => message(&question, 2, false, &[], &[]),
         Behaviour::Refused => message(&question, 5, false, &[], &[]),
         Behaviour::Silent => return None,
