@@ -24,5 +24,6 @@ pub mod proxy_header;
 pub mod relay;
 pub mod resolve;
 pub mod runtime;
+pub mod sandbox;
 pub mod sys;
 pub mod target;

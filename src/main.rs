@@ -21,14 +21,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use dynproxy::cli::{self, Args, Parsed};
-use dynproxy::client::Client;
+use dynproxy::client::{Client, Nonblocking};
 use dynproxy::connect::{self, Backend};
 use dynproxy::error::Error;
 use dynproxy::log::{Ending, Log, LogMode, Summary};
 use dynproxy::relay::{Relay, Totals, Waiter};
 use dynproxy::resolve::{self, Family};
 use dynproxy::target::Target;
-use dynproxy::{proxy_header, sys};
+use dynproxy::{hosts, proxy_header, sandbox, sys};
 
 /// A session's start-up allocations cost an add each, not a trip through musl's mmap/munmap.
 #[global_allocator]
@@ -72,7 +72,10 @@ fn main() -> ExitCode {
         client.stderr,
         client.stderr_is_client,
     );
-    let (ending, totals, backend) = session(&args, &client, &mut log);
+    // Reopening the client's pipes or terminal privately opens files: before the sandbox.
+    let stream = client.nonblocking();
+    confine(&args, &mut log);
+    let (ending, totals, backend) = session(&args, &client, &stream, &mut log);
     let status = ending.exit_code();
     let signal = if let Ending::Signal(signal) = ending {
         Some(signal)
@@ -94,8 +97,47 @@ fn main() -> ExitCode {
     status
 }
 
+/// The sandbox (src/sandbox.rs), sized to what the rest of this session needs: the files
+/// and ports of resolving a name, the backend's port.
+fn confine(args: &Args, log: &mut Log) {
+    let name_files: &[&str] = &[hosts::PATH, resolve::RESOLV_CONF];
+    let mut ports: Vec<u16> = args.nameservers.iter().map(|a| a.port()).collect();
+    let (reads, abstract_unix) = match &args.target {
+        Target::Name { port, .. } => {
+            if ports.is_empty() {
+                ports.push(53); // resolv.conf's servers
+            }
+            ports.push(*port);
+            (name_files, false)
+        }
+        Target::Addr(address) => {
+            ports = vec![address.port()];
+            (&[][..], false)
+        }
+        Target::Path(_) => (&[][..], false),
+        Target::Abstract(_) => (&[][..], true),
+    };
+    let needs = sandbox::Needs {
+        reads,
+        tcp_ports: if matches!(args.target, Target::Path(_) | Target::Abstract(_)) {
+            &[]
+        } else {
+            &ports
+        },
+        abstract_unix,
+    };
+    for note in sandbox::restrict(&needs) {
+        log.step(format_args!("sandbox: {note}"));
+    }
+}
+
 /// Connects and relays; returns how it ended, the byte counts and the backend reached.
-fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Option<String>) {
+fn session(
+    args: &Args,
+    client: &Client,
+    stream: &Nonblocking,
+    log: &mut Log,
+) -> (Ending, Totals, Option<String>) {
     let waiter = match Waiter::new() {
         Ok(waiter) => waiter,
         Err(error) => return (Ending::Failed(error), Totals::default(), None),
@@ -112,10 +154,9 @@ fn session(args: &Args, client: &Client, log: &mut Log) -> (Ending, Totals, Opti
         let _ = sys::set_nodelay(client.input.fd);
     }
     keep_alive(args, client, &backend, log);
-    let stream = client.nonblocking();
     let relay = Relay {
         waiter,
-        client: &stream,
+        client: stream,
         backend: &backend.fd,
         preface,
         idle_timeout: args.exit_idle_time,

@@ -432,7 +432,7 @@ impl Flow {
 }
 
 /// Passes an end of stream on: a socket gets shutdown(SHUT_WR); a pipe must lose every
-/// writer, so both our descriptor and the inherited one are pointed at /dev/null.
+/// writer, so both our descriptor and the inherited one let go of it.
 fn finish_writing(port: &Port) -> io::Result<()> {
     match port.kind {
         Kind::Socket => match sys::shutdown_write(port.fd) {
@@ -445,7 +445,7 @@ fn finish_writing(port: &Port) -> io::Result<()> {
                 let _ = sys::set_flags(port.fd, flags);
             }
             // Both, if ours is a private reopening (pointing one twice does no harm).
-            sys::point_at_dev_null(&[port.fd, port.inherited])
+            sys::let_go_of(&[port.fd, port.inherited])
         }
         Kind::Tty | Kind::Plain => Ok(()),
     }

@@ -36,7 +36,7 @@ use crate::hosts;
 use crate::log::{Joined, Log, millis};
 use crate::runtime::{self, Provider};
 
-const RESOLV_CONF: &str = "/etc/resolv.conf";
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Once A has answered with addresses, AAAA gets this long to follow before connecting
 /// starts (RFC 8305's Resolution Delay): a server that drops AAAA queries must not stall the

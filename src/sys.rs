@@ -158,7 +158,6 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
 /// anything that has no urgent data or is no socket.
 pub fn at_urgent_mark(fd: RawFd) -> bool {
     // <linux/sockios.h>; the libc crate does not name it.
-    const SIOCATMARK: libc::Ioctl = 0x8905;
     let mut at: libc::c_int = 0;
     // SAFETY: SIOCATMARK writes one int into memory we own.
     let ret = unsafe { libc::ioctl(fd, SIOCATMARK, &raw mut at) };
@@ -185,6 +184,14 @@ pub fn point_at_dev_null(fds: &[RawFd]) -> io::Result<()> {
         .open("/dev/null")?
         .into();
     fds.iter().try_for_each(|&fd| replace_fd(&null, fd))
+}
+
+/// Lets go of the open files behind `fds` while keeping their numbers taken (so that no
+/// later descriptor lands there): each becomes the read end of a new pipe that has no
+/// writer. Unlike /dev/null, it needs no file opened, which the sandbox no longer allows.
+pub fn let_go_of(fds: &[RawFd]) -> io::Result<()> {
+    let (read_end, _write_end) = pipe()?;
+    fds.iter().try_for_each(|&fd| replace_fd(&read_end, fd))
 }
 
 type NameFn = unsafe extern "C" fn(i32, *mut libc::sockaddr, *mut libc::socklen_t) -> i32;
@@ -388,6 +395,159 @@ pub fn die_by_signal(signal: i32) -> ! {
         libc::_exit(128 + signal)
     }
 }
+
+/// From now on neither this process nor what it could exec may gain privileges (setuid
+/// bits, file capabilities); required before an unprivileged seccomp filter.
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only changes this process's flags.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// Lowers to zero, soft and hard, the limit on this user's processes (no fork for an
+/// unprivileged user) and on the size of a core dump (no session's memory on disk).
+pub fn no_children_no_core_dumps() -> io::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &zero) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) })?;
+    Ok(())
+}
+
+/// Installs a seccomp filter (classic BPF over `struct seccomp_data`) for this process.
+pub fn set_seccomp_filter(program: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::other("filter too long"))?;
+    let program = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: the kernel copies the program, which lives across the call, and only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &raw const program,
+        )
+    };
+    check(ret)?;
+    Ok(())
+}
+
+/// Landlock's structures and constants (linux/landlock.h), which the libc crate lacks.
+pub mod landlock {
+    pub const CREATE_RULESET_VERSION: u32 = 1;
+    pub const RULE_PATH_BENEATH: u32 = 1;
+    pub const RULE_NET_PORT: u32 = 2;
+    pub const ACCESS_FS_READ_FILE: u64 = 1 << 2;
+    pub const ACCESS_NET_BIND_TCP: u64 = 1 << 0;
+    pub const ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
+    pub const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+    pub const SCOPE_SIGNAL: u64 = 1 << 1;
+
+    #[repr(C)]
+    pub struct RulesetAttr {
+        pub handled_access_fs: u64,
+        pub handled_access_net: u64,
+        /// Since ABI 6; a kernel before it takes the struct without this field.
+        pub scoped: u64,
+    }
+
+    #[repr(C, packed)]
+    pub struct PathBeneathAttr {
+        pub allowed_access: u64,
+        pub parent_fd: i32,
+    }
+
+    #[repr(C)]
+    pub struct NetPortAttr {
+        pub allowed_access: u64,
+        pub port: u64,
+    }
+}
+
+/// The Landlock ABI version the kernel offers; an error if it has none or it is off.
+pub fn landlock_abi() -> io::Result<u32> {
+    // SAFETY: with no attribute and the VERSION flag, the call only returns a number.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<landlock::RulesetAttr>(),
+            0usize,
+            landlock::CREATE_RULESET_VERSION,
+        )
+    };
+    Ok(u32::try_from(check(abi)?).unwrap_or(0))
+}
+
+/// A new Landlock ruleset; `size` is how much of `attr` the kernel's ABI knows.
+pub fn landlock_ruleset(attr: &landlock::RulesetAttr, size: usize) -> io::Result<OwnedFd> {
+    let size = size.min(mem::size_of::<landlock::RulesetAttr>());
+    // SAFETY: the kernel reads at most `size` bytes of the struct we own.
+    let fd = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, attr, size, 0u32) };
+    let fd = RawFd::try_from(check(fd)?).map_err(|_| io::Error::other("bad descriptor"))?;
+    // SAFETY: the call returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Lets the ruleset's domain have `access` to the file or directory at `path` (symbolic
+/// links followed).
+pub fn landlock_allow_path(ruleset: &OwnedFd, path: &str, access: u64) -> io::Result<()> {
+    let path = CString::new(path).map_err(|_| io::Error::other("a NUL in the path"))?;
+    // SAFETY: open reads the NUL-terminated path; O_PATH opens for reference only.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
+    // SAFETY: open returned a new descriptor that nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let rule = landlock::PathBeneathAttr {
+        allowed_access: access,
+        parent_fd: fd.as_raw_fd(),
+    };
+    landlock_add_rule(
+        ruleset,
+        landlock::RULE_PATH_BENEATH,
+        (&raw const rule).cast(),
+    )
+}
+
+/// Lets the ruleset's domain have `access` (bind or connect) to TCP port `port`.
+pub fn landlock_allow_port(ruleset: &OwnedFd, port: u16, access: u64) -> io::Result<()> {
+    let rule = landlock::NetPortAttr {
+        allowed_access: access,
+        port: port.into(),
+    };
+    landlock_add_rule(ruleset, landlock::RULE_NET_PORT, (&raw const rule).cast())
+}
+
+fn landlock_add_rule(ruleset: &OwnedFd, kind: u32, rule: *const u8) -> io::Result<()> {
+    // SAFETY: `rule` points to a live struct of the layout `kind` names; the kernel reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            kind,
+            rule,
+            0u32,
+        )
+    };
+    check(ret)?;
+    Ok(())
+}
+
+/// Puts this process in the ruleset's domain, for good (needs no_new_privs first).
+pub fn landlock_restrict_self(ruleset: &OwnedFd) -> io::Result<()> {
+    // SAFETY: the call only reads the descriptor and flags.
+    let ret = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) };
+    check(ret)?;
+    Ok(())
+}
+
+/// The socket ioctl that tells whether the read position is at the urgent mark (not in the
+/// libc crate).
+pub const SIOCATMARK: libc::Ioctl = 0x8905;
 
 /// Fresh private memory of `len` bytes, read-write, zero-filled as each page is first touched.
 #[cfg(not(miri))]

@@ -13,6 +13,8 @@
 //!                                      INTERVAL bytes (the sender's for upload, else the
 //!                                      receiver's)
 //! dynbench hold ADDR COUNT           open COUNT echo sessions, report, hold until stdin closes
+//! dynbench burst ADDR COUNT          open COUNT connections at once, each sending one byte:
+//!                                      seconds until every echo is back (all served)
 //! dynbench stdio-echo                copy stdin to stdout: the least a per-connection program
 //!                                      can do, started like a proxy to measure the floor
 //! ```
@@ -42,6 +44,7 @@ fn main() {
         "download" => download(address(&arg(1)), number(2)),
         "echo" => echo(address(&arg(1)), number(2)),
         "hold" => hold(address(&arg(1)), number(2)),
+        "burst" => burst(address(&arg(1)), number(2)),
         "stdio-echo" => stdio_echo(),
         _ => usage(),
     };
@@ -52,7 +55,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: dynbench backend|latency|rate|upload|download|echo|hold ADDR ...");
+    eprintln!("usage: dynbench backend|latency|rate|upload|download|echo|hold|burst ADDR ...");
     std::process::exit(64);
 }
 
@@ -318,6 +321,46 @@ fn hold(to: SocketAddr, count: u64) -> io::Result<()> {
     io::stdout().flush()?;
     let mut rest = Vec::new();
     io::stdin().read_to_end(&mut rest)?;
+    Ok(())
+}
+
+/// Every connection is opened and has sent its byte before any echo is awaited, so the
+/// proxy sees COUNT sessions start at once; the echoes are read in order, so the time after
+/// the last read is when the slowest was served. A session not served within BURST_WAIT
+/// counts as failed. The caller raises RLIMIT_NOFILE.
+fn burst(to: SocketAddr, count: u64) -> io::Result<()> {
+    const BURST_WAIT: Duration = Duration::from_secs(300);
+    let started = Instant::now();
+    let mut open = Vec::with_capacity(count as usize);
+    let mut failed = 0;
+    for _ in 0..count {
+        let sent = connect(to).and_then(|mut s| {
+            s.write_all(b"e")?;
+            Ok(s)
+        });
+        match sent {
+            Ok(stream) => open.push(stream),
+            Err(_) => failed += 1,
+        }
+    }
+    let opened = started.elapsed().as_secs_f64();
+    let mut served = 0;
+    for mut stream in open {
+        let left = BURST_WAIT.saturating_sub(started.elapsed());
+        let mut byte = [0u8];
+        let echoed = !left.is_zero()
+            && stream.set_read_timeout(Some(left)).is_ok()
+            && stream.read_exact(&mut byte).is_ok();
+        if echoed {
+            served += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    println!(
+        "{{\"served\": {served}, \"failed\": {failed}, \"opened_seconds\": {opened:.3}, \"seconds\": {:.3}}}",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -13,4 +13,5 @@ mod logging;
 mod proxy_protocol;
 mod relay;
 mod resolve;
+mod sandbox;
 mod start;

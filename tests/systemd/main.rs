@@ -7,6 +7,7 @@
 mod support;
 
 mod manager;
+mod sandbox;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -34,8 +35,16 @@ fn a(ip: &str) -> Record {
 }
 
 fn deploy() -> Deployment {
+    deploy_with(&[])
+}
+
+/// `deploy` with `extra` units or drop-ins installed too.
+fn deploy_with(extra: &[(&str, &str)]) -> Deployment {
     support::raise_fd_limit();
-    let manager = Manager::boot("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n", &[]);
+    let manager = Manager::boot(
+        "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n",
+        extra,
+    );
     let (dns, backends) = manager.in_netns(|| {
         let dns = DnsServer::start_on("127.0.0.1:53".parse().unwrap());
         let backends = vec![
@@ -219,7 +228,7 @@ fn a_thousand_concurrent_sessions_all_succeed() {
     let deployment = deploy();
     let manager = &deployment.manager;
     // In batches the manager can keep pace with: past about 278 units starting at once, every
-    // child waits on PID 1's user-lookup socket (DynamicUser=), and the rest queue behind it.
+    // child waits on PID 1's user-lookup socket (User=), and the rest queue behind it.
     let mut streams: Vec<TcpStream> = Vec::new();
     for _ in 0..5 {
         let mut batch: Vec<TcpStream> =
@@ -272,7 +281,7 @@ fn a_failing_session_sends_no_log_text_to_the_client() {
 }
 
 #[test]
-fn sessions_run_as_an_unprivileged_dynamic_user_and_still_resolve_and_connect() {
+fn sessions_run_as_the_unprivileged_system_user_in_two_filters_and_still_resolve_and_connect() {
     let deployment = deploy();
     let mut held = deployment.postgres();
     assert_eq!(
@@ -304,15 +313,26 @@ fn sessions_run_as_an_unprivileged_dynamic_user_and_still_resolve_and_connect() 
             .unwrap()
             .to_owned()
     };
+    let user = deployment.manager.run(&["id", "-u", "dynproxy"]);
+    let user = String::from_utf8_lossy(&user.stdout).trim().to_owned();
+    assert_eq!(field("Uid:"), user, "the session runs as the dynproxy user");
     assert_ne!(field("Uid:"), "0", "the session must not run as root");
     assert_eq!(field("NoNewPrivs:"), "1");
     assert_eq!(field("CapEff:"), "0000000000000000");
     assert_eq!(field("Seccomp:"), "2", "a system call filter is in force");
+    // systemd's, and dynproxy's own on top (src/sandbox.rs): the unit's filter lets the
+    // session install it.
+    let filters: u32 = field("Seccomp_filters:").parse().unwrap();
+    assert!(filters >= 2, "dynproxy's own filter is missing: {status}");
 }
 
 #[test]
 fn a_sessions_private_tmp_stays_inside_the_managers_namespaces() {
-    let deployment = deploy();
+    // The strict profile gives each session a PrivateTmp=.
+    let deployment = deploy_with(&[(
+        "dynproxy-.service.d/60-strict.conf",
+        include_str!("../../units/profiles/strict.conf"),
+    )]);
     let mut held = deployment.postgres();
     assert_eq!(read_banner(&mut held), "db");
     // PrivateTmp= directories, named for the session unit and a random suffix.

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{TempDir, dynproxy, wait_for};
+use crate::support::{TempDir, dynproxy, probe, wait_for};
 
 /// The shipped units, installed as an admin would (drop-ins and the two examples).
 const SHIPPED: &[(&str, &str)] = &[
@@ -60,6 +60,7 @@ impl Manager {
         let work = TempDir::new();
         fs::write(work.join("resolv.conf"), resolv_conf).unwrap();
         fs::copy(dynproxy(), work.join("dynproxy")).unwrap();
+        fs::copy(probe(), work.join("probe")).unwrap();
         install_units(&work.join("units"), extra);
         let cgroup = cgroup_root().join(work.path().file_name().unwrap());
         fs::create_dir(&cgroup).unwrap();
@@ -227,8 +228,8 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The minimal units a manager needs to reach test.target with a journal, plus the
-/// project's shipped units and the test's own.
+/// The minimal units a manager needs to reach test.target with a journal (tests/systemd/base,
+/// which bench/systemd installs too), plus the project's shipped units and the test's own.
 fn install_units(dir: &Path, extra: &[(&str, &str)]) {
     fs::create_dir_all(dir).unwrap();
     let write = |name: &str, text: &str| {
@@ -236,43 +237,13 @@ fn install_units(dir: &Path, extra: &[(&str, &str)]) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, text).unwrap();
     };
-    for target in [
-        "sysinit",
-        "basic",
-        "sockets",
-        "shutdown",
-        "local-fs",
-        "local-fs-pre",
-        "swap",
-        "umount",
-        "paths",
-        "timers",
-        "slices",
-    ] {
-        write(
-            &format!("{target}.target"),
-            "[Unit]\nDefaultDependencies=no\n",
-        );
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/systemd/base");
+    for entry in fs::read_dir(base).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e != "md") {
+            fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
     }
-    write(
-        "test.target",
-        "[Unit]\nDefaultDependencies=no\n\
-         Requires=sysinit.target sockets.target systemd-journald.socket systemd-journald.service\n\
-         After=sysinit.target sockets.target systemd-journald.service\n",
-    );
-    write(
-        "systemd-journald.socket",
-        "[Unit]\nDefaultDependencies=no\n[Socket]\n\
-         ListenStream=/run/systemd/journal/stdout\nListenDatagram=/run/systemd/journal/socket\n\
-         SocketMode=0666\nPassCredentials=yes\nPassSecurity=yes\nReceiveBuffer=8M\n\
-         Service=systemd-journald.service\n",
-    );
-    write(
-        "systemd-journald.service",
-        "[Unit]\nDefaultDependencies=no\nRequires=systemd-journald.socket\nAfter=systemd-journald.socket\n\
-         [Service]\nExecStart=/lib/systemd/systemd-journald\nSockets=systemd-journald.socket\n\
-         RuntimeDirectory=systemd/journal\nRuntimeDirectoryPreserve=yes\nStandardOutput=null\nType=notify\n",
-    );
     for (name, text) in SHIPPED.iter().chain(extra) {
         write(
             name,

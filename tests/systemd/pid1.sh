@@ -31,9 +31,19 @@ umount -l /run/.hostdev; rmdir /run/.hostdev
 # what the test installs: the binary at the path of the shipped units, its DNS settings
 mount -t tmpfs -o mode=755 tmpfs /usr/local/bin
 cp "$WORK/dynproxy" /usr/local/bin/dynproxy
+if [ -e "$WORK/probe" ]; then cp "$WORK/probe" /usr/local/bin/probe; fi    # the tests' probe
 resolv=$(readlink -f /etc/resolv.conf)
 mkdir -p "$(dirname "$resolv")"; [ -e "$resolv" ] || touch "$resolv"
 mount --bind "$WORK/resolv.conf" "$resolv"
+# the system user the package creates (units/sysusers.d/dynproxy.conf), in copies of the
+# host's user and group files: the host's own are never touched
+if ! getent passwd dynproxy >/dev/null; then
+  id=999; while getent passwd $id >/dev/null || getent group $id >/dev/null; do id=$((id - 1)); done
+  for db in passwd group; do cp /etc/$db /run/.$db; done
+  echo "dynproxy:x:$id:$id:dynproxy sessions:/:/usr/sbin/nologin" >>/run/.passwd
+  echo "dynproxy:x:$id:" >>/run/.group
+  for db in passwd group; do mount --bind /run/.$db /etc/$db; done
+fi
 ip link set lo up
 hostname dynproxy-test
 exec env -i container=dynproxy-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \

@@ -21,6 +21,24 @@ pub fn dynproxy() -> &'static str {
     env!("CARGO_BIN_EXE_dynproxy")
 }
 
+/// The tests' probe (tests/probe/probe.rs), an example that `cargo test` builds beside the
+/// test binaries: target/<profile>/examples/probe, the test binary being in .../deps.
+pub fn probe() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let probe = profile.join("examples/probe");
+    assert!(
+        probe.exists(),
+        "{} is not built: `cargo test` builds it; before `cargo test --test NAME`, run \
+         `cargo build --release --example probe` (with the same --target)",
+        probe.display()
+    );
+    probe
+}
+
 /// A directory removed with everything in it when dropped.
 pub struct TempDir(PathBuf);
 
