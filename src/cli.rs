@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::log::LogMode;
+use crate::policy::Net;
 use crate::target::Target;
 
 const EXAMPLES: &str = "\
@@ -62,6 +63,15 @@ pub struct Args {
     /// Give up connecting (all addresses together) after SECS
     #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = CONNECT_TIMEOUT)]
     pub connect_timeout: Duration,
+
+    /// Connect only to addresses in NET (CIDR; repeat for more); also lifts the default
+    /// refusals of a name's link-local, metadata, unspecified and broadcast addresses
+    #[arg(long = "allow", value_name = "NET", value_parser = Net::parse)]
+    pub allow: Vec<Net>,
+
+    /// Never connect to addresses in NET (CIDR; repeat for more); wins over --allow
+    #[arg(long = "deny", value_name = "NET", value_parser = Net::parse)]
+    pub deny: Vec<Net>,
 
     /// End the session after SECS without a byte in either direction
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
@@ -183,6 +193,8 @@ fn just_a_target(args: &[std::ffi::OsString]) -> Option<Args> {
         nameservers: Vec::new(),
         resolve_timeout: None,
         connect_timeout: parse_seconds(CONNECT_TIMEOUT).ok()?,
+        allow: Vec::new(),
+        deny: Vec::new(),
         exit_idle_time: None,
         keepalive: Keepalive::parse(KEEPALIVE).ok()?,
         ipv4_only: false,

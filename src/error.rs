@@ -14,6 +14,8 @@ pub enum Error {
     NoAddress(String),
     /// Every address refused, failed or timed out: 69 (EX_UNAVAILABLE).
     Unavailable(String),
+    /// Every address the target came to is refused by the address policy: 77 (EX_NOPERM).
+    Refused(String),
     /// Reading or writing a peer failed in a way that is not a plain reset: 74 (EX_IOERR).
     Io(String),
     /// DNS is failing for now (timeout, SERVFAIL, REFUSED, a garbled answer): 75 (EX_TEMPFAIL).
@@ -28,6 +30,7 @@ impl Error {
             Error::Unavailable(_) => 69,
             Error::Io(_) => 74,
             Error::DnsTemporary(_) => 75,
+            Error::Refused(_) => 77,
         }
     }
 
@@ -43,7 +46,8 @@ impl fmt::Display for Error {
             | Error::NoAddress(m)
             | Error::Unavailable(m)
             | Error::Io(m)
-            | Error::DnsTemporary(m) => f.write_str(m),
+            | Error::DnsTemporary(m)
+            | Error::Refused(m) => f.write_str(m),
         }
     }
 }

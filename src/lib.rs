@@ -20,6 +20,7 @@ pub mod connect;
 pub mod error;
 pub mod hosts;
 pub mod log;
+pub mod policy;
 pub mod proxy_header;
 pub mod relay;
 pub mod resolve;

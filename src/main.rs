@@ -1,6 +1,7 @@
 //! dynproxy: one process per connection. The session is a pipeline, and so is this file:
-//! where the client is → the command line → the target → resolve → connect → PROXY header →
-//! relay → the session line → the exit status. Each stage is a module of the library.
+//! where the client is → the command line → the sandbox → the target → resolve → the address
+//! policy → connect → PROXY header → relay → the session line → the exit status. Each stage
+//! is a module of the library.
 
 #![cfg_attr(
     not(test),
@@ -14,6 +15,7 @@
 )]
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::SocketAddr as UnixAddr;
@@ -25,6 +27,7 @@ use dynproxy::client::{Client, Nonblocking};
 use dynproxy::connect::{self, Backend};
 use dynproxy::error::Error;
 use dynproxy::log::{Ending, Log, LogMode, Summary};
+use dynproxy::policy::Policy;
 use dynproxy::relay::{Relay, Totals, Waiter};
 use dynproxy::resolve::{self, Family};
 use dynproxy::target::Target;
@@ -165,6 +168,56 @@ fn session(
     (ending, totals, Some(backend.address))
 }
 
+/// The addresses of `found` that `policy` lets a name reach (src/policy.rs), and those still
+/// to come, checked the same way when they come. When every address known is refused and
+/// another answer is still on its way, that answer decides; when all are refused: 77.
+async fn permitted(
+    policy: &Policy,
+    host: &str,
+    found: resolve::Found,
+    log: &mut Log,
+) -> Result<(Vec<SocketAddr>, Option<resolve::Later>), Error> {
+    let mut refusals = Vec::new();
+    let keep = |addresses: Vec<SocketAddr>, refusals: &mut Vec<String>| {
+        let (kept, refused): (Vec<_>, Vec<_>) = addresses
+            .into_iter()
+            .partition(|a| policy.refuses(a.ip(), true).is_none());
+        refusals.extend(refused.iter().filter_map(|a| policy.refuses(a.ip(), true)));
+        kept
+    };
+    let mut addresses = keep(found.addresses, &mut refusals);
+    let mut later = found.later;
+    if addresses.is_empty() {
+        if let Some(pending) = later.take() {
+            addresses = keep(pending.await.unwrap_or_default(), &mut refusals);
+        }
+    }
+    for why in &refusals {
+        log.step(format_args!("{why}"));
+    }
+    if addresses.is_empty() {
+        return Err(Error::Refused(format!(
+            "{host}: every address refused: {}",
+            refusals.join("; ")
+        )));
+    }
+    let later = later.map(|pending| {
+        let policy = policy.clone();
+        let checked: resolve::Later = Box::pin(async move {
+            let more = pending.await?;
+            let (kept, refused): (Vec<_>, Vec<_>) = more
+                .into_iter()
+                .partition(|a| policy.refuses(a.ip(), true).is_none());
+            match (kept.is_empty(), refused.first()) {
+                (true, Some(first)) => Err(policy.refuses(first.ip(), true).unwrap_or_default()),
+                _ => Ok(kept),
+            }
+        });
+        checked
+    });
+    Ok((addresses, later))
+}
+
 /// Keepalive and the user timeout (`--keepalive`) on each TCP side: a peer that vanished
 /// without a reset would otherwise hold the session for ever.
 fn keep_alive(args: &Args, client: &Client, backend: &Backend, log: &mut Log) {
@@ -194,6 +247,10 @@ fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backen
         _ => Family::Any,
     };
     let timeout = args.connect_timeout;
+    let policy = Policy {
+        allow: args.allow.clone(),
+        deny: args.deny.clone(),
+    };
     let unix = match &args.target {
         Target::Addr(address) if !family.allows(address.ip()) => {
             return Err(Error::Usage(format!(
@@ -201,6 +258,9 @@ fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backen
             )));
         }
         Target::Addr(address) => {
+            if let Some(why) = policy.refuses(address.ip(), false) {
+                return Err(Error::Refused(why));
+            }
             return waiter.run_first(connect::connect_tcp(&[*address], None, timeout, log));
         }
         Target::Name { host, port } => {
@@ -211,7 +271,8 @@ fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backen
             };
             return waiter.run_first(async {
                 let found = resolve::resolve(host, *port, &options, log).await?;
-                connect::connect_tcp(&found.addresses, found.later, timeout, log).await
+                let (addresses, later) = permitted(&policy, host, found, log).await?;
+                connect::connect_tcp(&addresses, later, timeout, log).await
             });
         }
         Target::Path(path) => UnixAddr::from_pathname(path),

@@ -10,6 +10,7 @@ mod connect;
 mod faults;
 mod keepalive;
 mod logging;
+mod policy;
 mod proxy_protocol;
 mod relay;
 mod resolve;

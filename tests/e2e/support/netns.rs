@@ -63,6 +63,13 @@ impl Link {
         self.far_run(&["ip", "addr", "del", &format!("{FAR}/24"), "dev", "vfar"]);
     }
 
+    /// One more address block on each side of the link, `near` and `far` in CIDR notation
+    /// (in the same block, so that each reaches the other directly).
+    pub fn add_addresses(&self, near: &str, far: &str) {
+        self.near_run(&["ip", "addr", "add", near, "dev", "vnear"]);
+        self.far_run(&["ip", "addr", "add", far, "dev", "vfar"]);
+    }
+
     pub fn near_pid(&self) -> u32 {
         self.near.id()
     }
