@@ -117,7 +117,11 @@ impl Eyeballs {
                 ));
                 join(&mut self.to_try, &found, &self.tried);
             }
-            Err(why) => log.step(format_args!("no more addresses: {why}")),
+            Err(why) => {
+                let message = format!("no more addresses: {why}");
+                log.step(format_args!("{message}"));
+                self.failures.push(message);
+            }
         }
     }
 

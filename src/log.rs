@@ -51,6 +51,17 @@ pub struct Log {
     verbose: bool,
 }
 
+/// The syslog daemon's socket (/dev/log), if one listens.
+fn syslog_logger() -> Option<Logger<LoggerBackend, Formatter3164>> {
+    syslog::unix(Formatter3164 {
+        facility: Facility::LOG_DAEMON,
+        hostname: None,
+        process: "dynproxy".into(),
+        pid: std::process::id(),
+    })
+    .ok()
+}
+
 impl Log {
     /// `stderr_is_client`: fd 2 reaches the client, so it must not be written to at all.
     pub fn new(mode: LogMode, verbose: bool, stderr: FileId, stderr_is_client: bool) -> Log {
@@ -65,7 +76,9 @@ impl Log {
         let sink = if to_stderr {
             Sink::Stderr { journal }
         } else {
-            Sink::Syslog(None)
+            // Connected now, before the sandbox (src/sandbox.rs), which lets a session open
+            // a unix socket only to a unix backend.
+            Sink::Syslog(syslog_logger())
         };
         Log { sink, verbose }
     }
@@ -108,15 +121,6 @@ impl Log {
                 let _ = std::io::stderr().write_all(line.as_bytes());
             }
             Sink::Syslog(logger) => {
-                if logger.is_none() {
-                    *logger = syslog::unix(Formatter3164 {
-                        facility: Facility::LOG_DAEMON,
-                        hostname: None,
-                        process: "dynproxy".into(),
-                        pid: std::process::id(),
-                    })
-                    .ok();
-                }
                 // No syslog daemon: nowhere safe is left to report to, and the client must not
                 // see it, so the line is dropped.
                 if let Some(logger) = logger {

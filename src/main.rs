@@ -30,6 +30,7 @@ use dynproxy::log::{Ending, Log, LogMode, Summary};
 use dynproxy::policy::Policy;
 use dynproxy::relay::{Relay, Totals, Waiter};
 use dynproxy::resolve::{self, Family};
+use dynproxy::sandbox::Unix;
 use dynproxy::target::Target;
 use dynproxy::{hosts, proxy_header, sandbox, sys};
 
@@ -40,7 +41,7 @@ static ALLOCATOR: dynproxy::alloc::Arena = dynproxy::alloc::Arena::new();
 /// Run by the C library before Rust's runtime, which would hide a closed fd 0 or 1 behind
 /// /dev/null: the client's bytes must not vanish there behind a success (src/client.rs).
 // SAFETY: .init_array holds pointers to functions taking nothing, called once at start;
-// this one only reads descriptor flags and stores into an atomic.
+// this one only polls fds 0-2 without waiting and stores into an atomic.
 #[used]
 #[unsafe(link_section = ".init_array")]
 static NOTE_CLOSED_STDIO: extern "C" fn() = sys::note_closed_stdio;
@@ -101,33 +102,25 @@ fn main() -> ExitCode {
 }
 
 /// The sandbox (src/sandbox.rs), sized to what the rest of this session needs: the files
-/// and ports of resolving a name, the backend's port.
+/// and ports of resolving a name, the backend's port, or its unix socket.
 fn confine(args: &Args, log: &mut Log) {
-    let name_files: &[&str] = &[hosts::PATH, resolve::RESOLV_CONF];
-    let mut ports: Vec<u16> = args.nameservers.iter().map(|a| a.port()).collect();
-    let (reads, abstract_unix) = match &args.target {
+    let (reads, tcp_ports, unix): (&[&str], Vec<u16>, _) = match &args.target {
         Target::Name { port, .. } => {
+            let mut ports: Vec<u16> = args.nameservers.iter().map(|a| a.port()).collect();
             if ports.is_empty() {
                 ports.push(53); // resolv.conf's servers
             }
             ports.push(*port);
-            (name_files, false)
+            (&[hosts::PATH, resolve::RESOLV_CONF], ports, Unix::No)
         }
-        Target::Addr(address) => {
-            ports = vec![address.port()];
-            (&[][..], false)
-        }
-        Target::Path(_) => (&[][..], false),
-        Target::Abstract(_) => (&[][..], true),
+        Target::Addr(address) => (&[], vec![address.port()], Unix::No),
+        Target::Path(_) => (&[], vec![], Unix::Path),
+        Target::Abstract(_) => (&[], vec![], Unix::Abstract),
     };
     let needs = sandbox::Needs {
         reads,
-        tcp_ports: if matches!(args.target, Target::Path(_) | Target::Abstract(_)) {
-            &[]
-        } else {
-            &ports
-        },
-        abstract_unix,
+        tcp_ports: &tcp_ports,
+        unix,
     };
     for note in sandbox::restrict(&needs) {
         log.step(format_args!("sandbox: {note}"));
@@ -177,19 +170,18 @@ async fn permitted(
     found: resolve::Found,
     log: &mut Log,
 ) -> Result<(Vec<SocketAddr>, Option<resolve::Later>), Error> {
-    let mut refusals = Vec::new();
-    let keep = |addresses: Vec<SocketAddr>, refusals: &mut Vec<String>| {
-        let (kept, refused): (Vec<_>, Vec<_>) = addresses
-            .into_iter()
-            .partition(|a| policy.refuses(a.ip(), true).is_none());
-        refusals.extend(refused.iter().filter_map(|a| policy.refuses(a.ip(), true)));
-        kept
-    };
-    let mut addresses = keep(found.addresses, &mut refusals);
+    let (mut addresses, mut refusals) = screen(policy, found.addresses);
     let mut later = found.later;
     if addresses.is_empty() {
         if let Some(pending) = later.take() {
-            addresses = keep(pending.await.unwrap_or_default(), &mut refusals);
+            match pending.await {
+                Ok(more) => {
+                    let (kept, refused) = screen(policy, more);
+                    addresses = kept;
+                    refusals.extend(refused);
+                }
+                Err(why) => refusals.push(format!("no other address ({why})")),
+            }
         }
     }
     for why in &refusals {
@@ -203,19 +195,32 @@ async fn permitted(
     }
     let later = later.map(|pending| {
         let policy = policy.clone();
-        let checked: resolve::Later = Box::pin(async move {
-            let more = pending.await?;
-            let (kept, refused): (Vec<_>, Vec<_>) = more
-                .into_iter()
-                .partition(|a| policy.refuses(a.ip(), true).is_none());
-            match (kept.is_empty(), refused.first()) {
-                (true, Some(first)) => Err(policy.refuses(first.ip(), true).unwrap_or_default()),
-                _ => Ok(kept),
+        let screened: resolve::Later = Box::pin(async move {
+            let (kept, refused) = screen(&policy, pending.await?);
+            if kept.is_empty() && !refused.is_empty() {
+                return Err(refused.join("; "));
             }
+            Ok(kept)
         });
-        checked
+        screened
     });
     Ok((addresses, later))
+}
+
+/// `addresses` parted by `policy` for a name: those it may reach, and why each other is not.
+fn screen(policy: &Policy, addresses: Vec<SocketAddr>) -> (Vec<SocketAddr>, Vec<String>) {
+    let mut refused = Vec::new();
+    let kept = addresses
+        .into_iter()
+        .filter(|a| match policy.refuses(a.ip(), true) {
+            Some(why) => {
+                refused.push(why);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (kept, refused)
 }
 
 /// Keepalive and the user timeout (`--keepalive`) on each TCP side: a peer that vanished

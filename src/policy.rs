@@ -48,6 +48,15 @@ impl Net {
             Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?,
             None => max,
         };
+        // An IPv4-mapped block is the IPv4 block it names, as addresses are checked.
+        if let IpAddr::V6(v6) = base {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(Net {
+                    base: v4.into(),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Ok(Net { base, prefix })
     }
 
@@ -175,6 +184,8 @@ mod tests {
         assert!(none.refuses(ip("::ffff:169.254.169.254"), true).is_some());
         let deny = policy(&[], &["127.0.0.0/8"]);
         assert!(deny.refuses(ip("::ffff:127.0.0.1"), false).is_some());
+        let mapped_block = policy(&[], &["::ffff:169.254.0.0/112"]);
+        assert!(mapped_block.refuses(ip("169.254.1.2"), false).is_some());
     }
 
     #[test]

@@ -444,7 +444,7 @@ fn finish_writing(port: &Port) -> io::Result<()> {
                 // Our parent's pipe must not keep our O_NONBLOCK once we let go of it.
                 let _ = sys::set_flags(port.fd, flags);
             }
-            // Both, if ours is a private reopening (pointing one twice does no harm).
+            // Both, if ours is a private reopening (letting go of one twice does no harm).
             sys::let_go_of(&[port.fd, port.inherited])
         }
         Kind::Tty | Kind::Plain => Ok(()),

@@ -267,6 +267,9 @@ impl Runtime {
     pub fn into_poll(mut self) -> io::Result<mio::Poll> {
         let mut left = self.end();
         let poll = left.poll.take();
+        // Closes the sockets of tasks spawned but never run; every other socket closed with
+        // its task in `end` (a socket kept past the runtime would stay in epoll, under a
+        // token of the relay's: `Connecting::into_stream` takes its socket out).
         drop(left);
         poll.ok_or_else(|| io::Error::other("the runtime has no epoll"))
     }

@@ -8,8 +8,8 @@
 //!   abstract unix socket outside the session's own domain;
 //! - seccomp: only the system calls a session makes from here on, with their arguments
 //!   checked where a call can do more than the session needs (files opened read-only, no
-//!   executable memory, sockets of the three families and two types it uses, ioctls and
-//!   signals to itself only). Anything else fails with EPERM, as systemd's
+//!   executable memory, IPv4 and IPv6 sockets and unix ones only for a unix backend, ioctls
+//!   and signals to itself only). Anything else fails with EPERM, as systemd's
 //!   `SystemCallErrorNumber=EPERM` would, so a mistake shows as an error, not a crash.
 //!
 //! Each layer is the kernel's to give: a kernel without Landlock (or with an older ABI) or
@@ -24,8 +24,18 @@ pub struct Needs<'a> {
     pub reads: &'a [&'a str],
     /// TCP ports it connects to (the backend's, the name servers').
     pub tcp_ports: &'a [u16],
-    /// The backend is an abstract unix socket, outside the session's Landlock domain.
-    pub abstract_unix: bool,
+    /// The backend is a unix socket, if it is one.
+    pub unix: Unix,
+}
+
+/// A unix backend: Landlock does not guard connecting to a socket by path, so a session
+/// may open a unix socket at all only when its backend is one (seccomp).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Unix {
+    No,
+    Path,
+    /// Outside the session's Landlock domain, so not scoped away.
+    Abstract,
 }
 
 /// Applies every layer the kernel offers. Returns what was left out and why, for the log.
@@ -45,17 +55,19 @@ pub fn restrict(needs: &Needs<'_>) -> Vec<String> {
                 left_out.push(format!("Landlock: {e}"));
             } else if abi < NET_ABI {
                 left_out.push(format!("Landlock ABI {abi}: no TCP or scope rules"));
+            } else if abi < SCOPE_ABI {
+                left_out.push(format!("Landlock ABI {abi}: no scope rules"));
             }
         }
         Err(e) => left_out.push(format!("Landlock: {e}")),
     }
-    match filter() {
+    match filter(needs.unix != Unix::No) {
         Some(filter) => {
             if let Err(e) = sys::set_seccomp_filter(filter.program()) {
                 left_out.push(format!("seccomp: {e}"));
             }
         }
-        None => left_out.push("seccomp: no filter for this architecture".to_owned()),
+        None => left_out.push("seccomp: no filter for this architecture, or too long".to_owned()),
     }
     left_out
 }
@@ -85,7 +97,7 @@ fn apply_landlock(abi: u32, needs: &Needs<'_>) -> std::io::Result<()> {
     let mut scoped = 0;
     if abi >= SCOPE_ABI {
         scoped = landlock::SCOPE_SIGNAL;
-        if !needs.abstract_unix {
+        if needs.unix != Unix::Abstract {
             scoped |= landlock::SCOPE_ABSTRACT_UNIX_SOCKET;
         }
     }
@@ -151,7 +163,8 @@ enum Check {
     OneOf(u32, &'static [u32]),
     /// Argument `.0` is this process's ID (a thread ID: it has one thread).
     Itself(u32),
-    /// socket(2): AF_UNIX, AF_INET or AF_INET6; SOCK_STREAM or SOCK_DGRAM (flags aside).
+    /// socket(2): AF_INET, AF_INET6 and, for a unix backend, AF_UNIX; SOCK_STREAM or
+    /// SOCK_DGRAM (flags aside).
     Socket,
 }
 
@@ -268,7 +281,7 @@ impl Filter {
 /// it is written into a buffer on the stack, not the heap, whose fresh pages would cost
 /// more than the writing.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn filter() -> Option<Filter> {
+fn filter(unix: bool) -> Option<Filter> {
     let mut calls = [(0u32, Check::Any); CALLS.len() + ARCH_CALLS.len()];
     for (slot, &(number, check)) in calls.iter_mut().zip(CALLS.iter().chain(ARCH_CALLS)) {
         *slot = (u32::try_from(number).ok()?, check);
@@ -287,16 +300,28 @@ fn filter() -> Option<Filter> {
     // The x32 ABI's numbers (bit 30) share the architecture: refused whole.
     #[cfg(target_arch = "x86_64")]
     w.put(JGE_K, 0x4000_0000, To::Deny, To::Next(0))?;
-    w.lookup(&calls, std::process::id())?;
+    let facts = Facts {
+        pid: std::process::id(),
+        unix,
+    };
+    w.lookup(&calls, facts)?;
     w.finish()
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn filter() -> Option<Filter> {
+fn filter(_unix: bool) -> Option<Filter> {
     None
 }
 
 use bpf::{AND_K, JEQ_K, JGE_K, JSET_K, LD_W_ABS, RET_K};
+
+/// What the checks depend on besides the call: this process, and whether it may open unix
+/// sockets.
+#[derive(Clone, Copy)]
+struct Facts {
+    pid: u32,
+    unix: bool,
+}
 
 /// Where a jump goes: this many instructions ahead, or to the final ALLOW or DENY.
 #[derive(Clone, Copy)]
@@ -337,13 +362,13 @@ impl Writer {
 
     /// Finds the accumulator's call number among `calls` (sorted) and goes on with its
     /// check, or denies.
-    fn lookup(&mut self, calls: &[(u32, Check)], pid: u32) -> Option<()> {
+    fn lookup(&mut self, calls: &[(u32, Check)], facts: Facts) -> Option<()> {
         if calls.len() > 4 {
             let (low, high) = calls.split_at(calls.len() / 2);
             let split = self.put(JGE_K, high.first()?.0, To::Next(0), To::Next(0))?;
-            self.lookup(low, pid)?;
+            self.lookup(low, facts)?;
             self.insns[split].2 = self.skip_to_here(split)?;
-            return self.lookup(high, pid);
+            return self.lookup(high, facts);
         }
         for (i, &(number, check)) in calls.iter().enumerate() {
             let last = i + 1 == calls.len();
@@ -353,7 +378,7 @@ impl Writer {
                 continue;
             }
             let test = self.put(JEQ_K, number, To::Next(0), To::Next(0))?;
-            self.check(check, pid)?;
+            self.check(check, facts)?;
             self.insns[test].3 = if last {
                 To::Deny
             } else {
@@ -364,12 +389,11 @@ impl Writer {
     }
 
     /// The instructions that follow a matching call number; each path ends in ALLOW or DENY.
-    fn check(&mut self, check: Check, pid: u32) -> Option<()> {
+    fn check(&mut self, check: Check, facts: Facts) -> Option<()> {
         let load = |w: &mut Writer, arg| w.put(LD_W_ABS, bpf::arg(arg), To::Next(0), To::Next(0));
         match check {
-            Check::Any => {
-                self.put(JEQ_K, 0, To::Allow, To::Allow)?;
-            }
+            // `lookup` lets these through with the number's match alone.
+            Check::Any => return None,
             Check::Lacks(arg, bits) => {
                 load(self, arg)?;
                 self.put(JSET_K, bits, To::Deny, To::Allow)?;
@@ -387,11 +411,13 @@ impl Writer {
             }
             Check::Itself(arg) => {
                 load(self, arg)?;
-                self.put(JEQ_K, pid, To::Allow, To::Deny)?;
+                self.put(JEQ_K, facts.pid, To::Allow, To::Deny)?;
             }
             Check::Socket => {
                 load(self, 0)?;
-                self.put(JEQ_K, libc::AF_UNIX as u32, To::Next(2), To::Next(0))?;
+                if facts.unix {
+                    self.put(JEQ_K, libc::AF_UNIX as u32, To::Next(2), To::Next(0))?;
+                }
                 self.put(JEQ_K, libc::AF_INET as u32, To::Next(1), To::Next(0))?;
                 self.put(JEQ_K, libc::AF_INET6 as u32, To::Next(0), To::Deny)?;
                 load(self, 1)?;
@@ -466,12 +492,17 @@ mod tests {
     }
 
     fn call(number: libc::c_long, args: [u32; 6]) -> u32 {
-        run(filter().unwrap().program(), AUDIT_ARCH, number as u32, args)
+        run(
+            filter(false).unwrap().program(),
+            AUDIT_ARCH,
+            number as u32,
+            args,
+        )
     }
 
     #[test]
     fn exactly_the_listed_calls_are_allowed() {
-        let filter = filter().unwrap();
+        let filter = filter(false).unwrap();
         for number in 0..1024 {
             // All arguments zero: an open for reading, a socket of family 0 (refused)...
             let verdict = run(filter.program(), AUDIT_ARCH, number, [0; 6]);
@@ -493,7 +524,7 @@ mod tests {
 
     #[test]
     fn another_architecture_is_killed_and_x32_denied() {
-        let filter = filter().unwrap();
+        let filter = filter(false).unwrap();
         let verdict = run(filter.program(), 0x4000_0003, libc::SYS_read as u32, [0; 6]);
         assert_eq!(verdict, libc::SECCOMP_RET_KILL_PROCESS);
         #[cfg(target_arch = "x86_64")]
@@ -519,12 +550,22 @@ mod tests {
             DENY
         );
         let stream = (libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u32;
-        for family in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6] {
+        for family in [libc::AF_INET, libc::AF_INET6] {
             assert_eq!(
                 call(libc::SYS_socket, [family as u32, stream, 0, 0, 0, 0]),
                 ALLOW
             );
         }
+        let unix = [libc::AF_UNIX as u32, stream, 0, 0, 0, 0];
+        assert_eq!(call(libc::SYS_socket, unix), DENY, "no unix backend");
+        let with_unix = filter(true).unwrap();
+        let verdict = run(
+            with_unix.program(),
+            AUDIT_ARCH,
+            libc::SYS_socket as u32,
+            unix,
+        );
+        assert_eq!(verdict, ALLOW, "a unix backend");
         let raw = libc::SOCK_RAW as u32;
         assert_eq!(
             call(libc::SYS_socket, [libc::AF_INET as u32, raw, 0, 0, 0, 0]),

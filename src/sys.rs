@@ -157,7 +157,6 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
 /// Whether the next byte to read is the socket's urgent (out-of-band) byte; false for
 /// anything that has no urgent data or is no socket.
 pub fn at_urgent_mark(fd: RawFd) -> bool {
-    // <linux/sockios.h>; the libc crate does not name it.
     let mut at: libc::c_int = 0;
     // SAFETY: SIOCATMARK writes one int into memory we own.
     let ret = unsafe { libc::ioctl(fd, SIOCATMARK, &raw mut at) };
@@ -419,22 +418,31 @@ pub fn no_children_no_core_dumps() -> io::Result<()> {
 }
 
 /// Installs a seccomp filter (classic BPF over `struct seccomp_data`) for this process.
+/// Without forcing the speculative store bypass mitigation on it, as kernels before 5.16 do
+/// for every filter unless told (that slows every later instruction, for a relay too); a
+/// kernel that does not know the flag (before 4.17) is asked again without it.
 pub fn set_seccomp_filter(program: &[libc::sock_filter]) -> io::Result<()> {
     let len = u16::try_from(program.len()).map_err(|_| io::Error::other("filter too long"))?;
     let program = libc::sock_fprog {
         len,
         filter: program.as_ptr().cast_mut(),
     };
-    // SAFETY: the kernel copies the program, which lives across the call, and only reads it.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &raw const program,
-        )
+    let install = |flags: libc::c_ulong| {
+        // SAFETY: the kernel copies the program, which lives across the call, and only
+        // reads it.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &raw const program,
+            )
+        })
     };
-    check(ret)?;
+    match install(libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => install(0)?,
+        result => result?,
+    };
     Ok(())
 }
 
@@ -545,8 +553,8 @@ pub fn landlock_restrict_self(ruleset: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The socket ioctl that tells whether the read position is at the urgent mark (not in the
-/// libc crate).
+/// The socket ioctl that tells whether the read position is at the urgent mark
+/// (<linux/sockios.h>; the libc crate does not name it).
 pub const SIOCATMARK: libc::Ioctl = 0x8905;
 
 /// Fresh private memory of `len` bytes, read-write, zero-filled as each page is first touched.

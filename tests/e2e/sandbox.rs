@@ -6,12 +6,17 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 use crate::support::launch::{Launcher, collect};
-use crate::support::{backend, is_root, probe};
+use crate::support::{TempDir, backend, is_root, probe};
 
-/// The probe's report: (attempt, outcome) per line, and the sandbox layers it left out.
+/// The probe's report: (attempt, outcome) per line, and the sandbox layers it left out. A
+/// unix socket listens for its "connect to a unix socket".
 fn run_probe(args: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
+    let dir = TempDir::new();
+    let socket = dir.join("listening.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let child = Command::new(probe())
         .args(args)
+        .env("PROBE_UNIX_SOCKET", &socket)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -43,7 +48,7 @@ fn every_attack_from_inside_the_sandbox_fails_even_as_root() {
     }
     let (report, left_out) = run_probe(&[]);
     assert!(left_out.is_empty(), "layers left out: {left_out:?}");
-    assert!(report.len() >= 28, "every attempt reports: {report:?}");
+    assert!(report.len() >= 29, "every attempt reports: {report:?}");
     let allowed: Vec<_> = report
         .iter()
         .filter(|(_, outcome)| !outcome.starts_with("blocked ("))
@@ -64,6 +69,7 @@ fn without_the_sandbox_the_same_attempts_succeed_as_root() {
         "read another process's /proc",
         "open a raw socket",
         "listen on a TCP port",
+        "connect to a unix socket",
         "create a user namespace",
         "start a process",
         "map executable memory",

@@ -48,6 +48,7 @@ const ATTEMPTS: &[(&str, Attempt)] = &[
         socket(libc::AF_NETLINK, libc::SOCK_RAW, 0)
     }),
     ("listen on a TCP port", listen),
+    ("connect to a unix socket", connect_unix),
     ("become root", become_root),
     ("create a user namespace", || unshare(libc::CLONE_NEWUSER)),
     ("create a mount namespace", || unshare(libc::CLONE_NEWNS)),
@@ -67,7 +68,7 @@ fn main() {
         let needs = sandbox::Needs {
             reads: &[],
             tcp_ports: &[],
-            abstract_unix: false,
+            unix: sandbox::Unix::No,
         };
         let started = std::time::Instant::now();
         let notes = sandbox::restrict(&needs);
@@ -183,6 +184,14 @@ fn socket(family: i32, kind: i32, protocol: i32) -> io::Result<()> {
 
 fn listen() -> io::Result<()> {
     std::net::TcpListener::bind("127.0.0.1:0").map(drop)
+}
+
+/// PROBE_UNIX_SOCKET names one that listens (the journal's, by default: under systemd
+/// anyone may write to it).
+fn connect_unix() -> io::Result<()> {
+    let path = std::env::var("PROBE_UNIX_SOCKET")
+        .unwrap_or_else(|_| "/run/systemd/journal/stdout".to_owned());
+    std::os::unix::net::UnixStream::connect(path).map(drop)
 }
 
 fn become_root() -> io::Result<()> {
