@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::backend;
 use crate::support::dns::{DnsServer, Record};
-use crate::support::launch::{collect, run};
+use crate::support::launch::{collect, run, spawn_piped};
 use crate::support::netns::{Link, NEAR};
 use crate::support::{TempDir, dynproxy, is_root};
 
@@ -33,8 +33,8 @@ fn a_name_in_the_hosts_file_pointing_at_the_metadata_service_is_refused_with_77(
     let dir = TempDir::new();
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, "169.254.169.254 metadata.test\n").unwrap();
-    let child = Command::new("unshare")
-        .args([
+    let child = spawn_piped(
+        Command::new("unshare").args([
             "--mount",
             "--net",
             "sh",
@@ -42,12 +42,9 @@ fn a_name_in_the_hosts_file_pointing_at_the_metadata_service_is_refused_with_77(
             r#"ip link set lo up && mount --bind "$0" /etc/hosts && exec "$1" -v metadata.test:80"#,
         ])
         .arg(&hosts)
-        .arg(dynproxy())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .arg(dynproxy()),
+        Stdio::null(),
+    );
     let out = collect(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(77), "{stderr}");

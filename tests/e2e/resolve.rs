@@ -1,7 +1,7 @@
 //! Resolution: afresh for every session, A and AAAA, CNAMEs followed, failures mapped to
 //! the documented exit statuses — against a DNS server the test controls.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::Shutdown;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -391,60 +391,45 @@ fn attempts_and_joins(log: &[String]) -> Vec<String> {
     log.iter().filter_map(shorten).collect()
 }
 
+/// A session to app.test, which has `hole` (it black-holes) and `good` (banner "good"), the
+/// DNS server answering as `behaviour`: (the session line, `attempts_and_joins` of its log).
+fn late_answer_session(hole: &str, good: &str, behaviour: Behaviour) -> (String, Vec<String>) {
+    let mut listeners = backend::same_port(&[hole, good]).into_iter();
+    let _hole = backend::BlackHole::new(listeners.next().unwrap());
+    let good = serve(listeners.next().unwrap(), banner("good"));
+    let port = good.address.port();
+    let dns = DnsServer::start();
+    dns.set("app.test", &[a("127.0.0.1"), aaaa("::1")]);
+    dns.behave(behaviour);
+    let launcher = Launcher::inetd(&[
+        dns.arg(),
+        "-v".into(),
+        "--connect-timeout=10".into(),
+        format!("app.test:{port}"),
+    ]);
+    assert_eq!(read_banner(&mut launcher.connect()), "good");
+    let line = launcher.sessions(1).remove(0);
+    (line, attempts_and_joins(&launcher.log()))
+}
+
 /// RFC 8305, section 3: answers that come after connecting has started join the addresses
 /// still to try. Before, an answer later than the 50 ms resolution delay was dropped.
 #[test]
 fn a_late_a_answer_joins_the_attempts_behind_a_black_holed_ipv6_address() {
     // AAAA answers at once with an address that black-holes, A 300 ms later with one that
     // works: once dropped, this session waited out the connect timeout and failed with 69.
-    let mut listeners = backend::same_port(&["::1", "127.0.0.1"]).into_iter();
-    let _hole = backend::BlackHole::new(listeners.next().unwrap());
-    let good = serve(listeners.next().unwrap(), banner("v4"));
-    let port = good.address.port();
-    let dns = DnsServer::start();
-    dns.set("app.test", &[a("127.0.0.1"), aaaa("::1")]);
-    dns.behave(Behaviour::SlowForA(Duration::from_millis(300)));
-    let launcher = Launcher::inetd(&[
-        dns.arg(),
-        "-v".into(),
-        "--connect-timeout=10".into(),
-        format!("app.test:{port}"),
-    ]);
-    assert_eq!(read_banner(&mut launcher.connect()), "v4");
-    let line = launcher.sessions(1).remove(0);
+    let late_a = Behaviour::SlowForA(Duration::from_millis(300));
+    let (line, order) = late_answer_session("::1", "127.0.0.1", late_a);
     assert!(line.contains("backend=127.0.0.1:"), "{line}");
-    let log = launcher.log();
-    assert_eq!(
-        attempts_and_joins(&log),
-        ["[::1]", "join", "127.0.0.1"],
-        "{log:?}"
-    );
+    assert_eq!(order, ["[::1]", "join", "127.0.0.1"]);
 }
 
 #[test]
 fn a_late_aaaa_answer_joins_the_attempts_behind_a_black_holed_ipv4_address() {
-    let mut listeners = backend::same_port(&["127.0.0.1", "::1"]).into_iter();
-    let _hole = backend::BlackHole::new(listeners.next().unwrap());
-    let good = serve(listeners.next().unwrap(), banner("v6"));
-    let port = good.address.port();
-    let dns = DnsServer::start();
-    dns.set("app.test", &[a("127.0.0.1"), aaaa("::1")]);
-    dns.behave(Behaviour::SlowForAaaa(Duration::from_millis(300)));
-    let launcher = Launcher::inetd(&[
-        dns.arg(),
-        "-v".into(),
-        "--connect-timeout=10".into(),
-        format!("app.test:{port}"),
-    ]);
-    assert_eq!(read_banner(&mut launcher.connect()), "v6");
-    let line = launcher.sessions(1).remove(0);
+    let late_aaaa = Behaviour::SlowForAaaa(Duration::from_millis(300));
+    let (line, order) = late_answer_session("127.0.0.1", "::1", late_aaaa);
     assert!(line.contains("backend=[::1]:"), "{line}");
-    let log = launcher.log();
-    assert_eq!(
-        attempts_and_joins(&log),
-        ["127.0.0.1", "join", "[::1]"],
-        "{log:?}"
-    );
+    assert_eq!(order, ["127.0.0.1", "join", "[::1]"]);
 }
 
 #[test]
@@ -512,13 +497,8 @@ fn a_stop_while_resolving_ends_at_once_without_a_session_line() {
 /// without their inode numbers, which differ from session to session, nor their numbers,
 /// which depend on what was open while the backend was connected.
 fn descriptors_while_relaying(launcher: &Launcher) -> Vec<String> {
-    let mut client = launcher.connect();
-    client.write_all(b"x").unwrap();
-    let mut echoed = [0u8];
-    client.read_exact(&mut echoed).unwrap();
-    let sessions = launcher.sessions_running();
-    assert_eq!(sessions.len(), 1, "one session, relaying");
-    let dir = format!("/proc/{}/fd", sessions[0]);
+    let (mut client, session) = launcher.relaying_session();
+    let dir = format!("/proc/{session}/fd");
     let mut fds: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| {

@@ -2,10 +2,9 @@
 //! own sandbox (src/sandbox.rs) and tries what a compromised session could try. These run
 //! as root, the strongest position to attack from: every attempt must still fail.
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
-use crate::support::launch::{Launcher, collect};
+use crate::support::launch::{Launcher, collect, spawn_piped};
 use crate::support::{TempDir, backend, is_root, probe};
 
 /// The probe's report: (attempt, outcome) per line, and the sandbox layers it left out. A
@@ -14,14 +13,12 @@ fn run_probe(args: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
     let dir = TempDir::new();
     let socket = dir.join("listening.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let child = Command::new(probe())
-        .args(args)
-        .env("PROBE_UNIX_SOCKET", &socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_piped(
+        Command::new(probe())
+            .args(args)
+            .env("PROBE_UNIX_SOCKET", &socket),
+        Stdio::null(),
+    );
     let out = collect(child);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let left_out = text
@@ -89,14 +86,8 @@ fn without_the_sandbox_the_same_attempts_succeed_as_root() {
 fn a_relaying_session_runs_with_no_new_privileges_and_a_seccomp_filter() {
     let echo = backend::echo("127.0.0.1");
     let launcher = Launcher::inetd(&[echo.address.to_string()]);
-    let mut client = launcher.connect();
-    // An echo through it: the session is past its start, relaying.
-    client.write_all(b"x").unwrap();
-    let mut echoed = [0u8];
-    client.read_exact(&mut echoed).unwrap();
-    let sessions = launcher.sessions_running();
-    assert_eq!(sessions.len(), 1, "one session, relaying");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", sessions[0])).unwrap();
+    let (_client, session) = launcher.relaying_session();
+    let status = std::fs::read_to_string(format!("/proc/{session}/status")).unwrap();
     let field = |name: &str| {
         status
             .lines()

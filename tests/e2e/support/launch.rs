@@ -3,7 +3,7 @@
 //! client socket on fds 0, 1 and 2 — as systemd's StandardInput=socket does it.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -105,6 +105,18 @@ impl Launcher {
             .filter(|l| l.starts_with("dynproxy: "))
             .cloned()
             .collect()
+    }
+
+    /// A client whose session is past its start and relaying (a byte echoed through it;
+    /// the backend must echo), and that session's process ID.
+    pub fn relaying_session(&self) -> (TcpStream, u32) {
+        let mut client = self.connect();
+        client.write_all(b"x").unwrap();
+        let mut echoed = [0u8];
+        client.read_exact(&mut echoed).unwrap();
+        let sessions = self.sessions_running();
+        assert_eq!(sessions.len(), 1, "one session, relaying");
+        (client, sessions[0])
     }
 
     /// The dynproxy processes it has started that are still running.
@@ -256,7 +268,7 @@ pub fn run<S: AsRef<OsStr>>(args: &[S], stdin: Stdio) -> Output {
 }
 
 /// `command` started with `stdin`, its stdout and stderr piped for `collect`.
-fn spawn_piped(command: &mut Command, stdin: Stdio) -> Child {
+pub fn spawn_piped(command: &mut Command, stdin: Stdio) -> Child {
     command
         .stdin(stdin)
         .stdout(Stdio::piped())
