@@ -28,7 +28,7 @@ Examples:
   dynproxy @backend
 
 Exit status: 0 relayed, 64 usage, 68 no such name or address, 69 no address accepted the
-connection, 74 I/O error, 75 DNS failing for now.";
+connection, 74 I/O error, 75 DNS failing for now, 77 every address refused by the policy.";
 
 const CONNECT_TIMEOUT: &str = "10";
 /// A silent peer is declared dead after 60 s of silence and 6 unanswered probes 10 s apart:
@@ -182,7 +182,7 @@ where
 }
 
 /// The command line of nearly every unit, `dynproxy HOST:PORT`, without clap: building
-/// clap's whole command is a measurable share of a session's CPU (README, "Benchmark").
+/// clap's whole command is a measurable share of a session's CPU (docs/bench-history.md).
 /// Anything else, including a target that does not parse, is clap's to read and explain; a
 /// property test holds both ways to the same result.
 fn just_a_target(args: &[std::ffi::OsString]) -> Option<Args> {

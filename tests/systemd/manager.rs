@@ -53,15 +53,26 @@ pub struct Manager {
 impl Manager {
     /// Boots a manager whose /etc/resolv.conf is `resolv_conf`, with `extra` units added.
     pub fn boot(resolv_conf: &str, extra: &[(&str, &str)]) -> Manager {
-        assert!(
-            crate::support::is_root(),
-            "booting systemd in namespaces needs root"
-        );
-        let work = TempDir::new();
-        fs::write(work.join("resolv.conf"), resolv_conf).unwrap();
+        let work = work_dir(resolv_conf);
         fs::copy(dynproxy(), work.join("dynproxy")).unwrap();
         fs::copy(probe(), work.join("probe")).unwrap();
-        install_units(&work.join("units"), extra);
+        install_units(&work.join("units"), SHIPPED.iter().chain(extra));
+        Manager::start(work)
+    }
+
+    /// Boots a manager with no dynproxy at all, for installing packages inside: /usr, /etc
+    /// and /var are writable in its namespaces only, and the system's unit directories
+    /// (/etc/systemd/system, /usr/lib/systemd/system) are empty but searched, so that a
+    /// package's files land and work where they would on a host (pid1.sh).
+    #[allow(dead_code)] // used by tests/package only
+    pub fn boot_for_packages(resolv_conf: &str) -> Manager {
+        let work = work_dir(resolv_conf);
+        fs::write(work.join("packaged"), "").unwrap();
+        install_units(&work.join("units"), [].iter());
+        Manager::start(work)
+    }
+
+    fn start(work: TempDir) -> Manager {
         let cgroup = cgroup_root().join(work.path().file_name().unwrap());
         fs::create_dir(&cgroup).unwrap();
         let console = File::create(work.join("console.log")).unwrap();
@@ -228,9 +239,20 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+fn work_dir(resolv_conf: &str) -> TempDir {
+    assert!(
+        crate::support::is_root(),
+        "booting systemd in namespaces needs root"
+    );
+    let work = TempDir::new();
+    fs::write(work.join("resolv.conf"), resolv_conf).unwrap();
+    work
+}
+
 /// The minimal units a manager needs to reach test.target with a journal (tests/systemd/base,
-/// which bench/systemd installs too), plus the project's shipped units and the test's own.
-fn install_units(dir: &Path, extra: &[(&str, &str)]) {
+/// which bench/systemd installs too), plus `units` (name, text), ExecStart pointed at the
+/// built binary.
+fn install_units<'a>(dir: &Path, units: impl Iterator<Item = &'a (&'a str, &'a str)>) {
     fs::create_dir_all(dir).unwrap();
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
@@ -244,7 +266,7 @@ fn install_units(dir: &Path, extra: &[(&str, &str)]) {
             fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
         }
     }
-    for (name, text) in SHIPPED.iter().chain(extra) {
+    for (name, text) in units {
         write(
             name,
             &text.replace(

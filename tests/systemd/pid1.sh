@@ -5,7 +5,21 @@
 # place, then becomes the machine's own systemd.  $1: the test's work directory.
 set -e
 WORK=$1
+UNIT_PATH=$WORK/units
 mount --make-rprivate /
+if [ -e "$WORK/packaged" ]; then
+  # A scratch system for installing packages (tests/package): /usr, /etc and /var writable
+  # in this namespace only (overlays whose changes stay in the work directory), the
+  # system's unit directories empty, searched after the base units; no dynproxy but what a
+  # package brings.
+  for dir in usr etc var; do
+    mkdir -p "$WORK/overlay/$dir/changes" "$WORK/overlay/$dir/work"
+    mount -t overlay overlay \
+      -o "lowerdir=/$dir,upperdir=$WORK/overlay/$dir/changes,workdir=$WORK/overlay/$dir/work" "/$dir"
+  done
+  for dir in /etc/systemd/system /usr/lib/systemd/system; do mount -t tmpfs tmpfs "$dir"; done
+  UNIT_PATH=$WORK/units:/etc/systemd/system:/usr/lib/systemd/system
+fi
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run        # manager state, journal, sockets
 mount -t sysfs -o ro sysfs /sys                           # sysfs of the new network namespace
 mount -t cgroup2 cgroup2 /sys/fs/cgroup                   # rooted at our cgroup namespace
@@ -29,15 +43,17 @@ ln -s /proc/self/fd /dev/fd
 touch /dev/console; mount --bind /dev/null /dev/console
 umount -l /run/.hostdev; rmdir /run/.hostdev
 # what the test installs: the binary at the path of the shipped units, its DNS settings
-mount -t tmpfs -o mode=755 tmpfs /usr/local/bin
-cp "$WORK/dynproxy" /usr/local/bin/dynproxy
-if [ -e "$WORK/probe" ]; then cp "$WORK/probe" /usr/local/bin/probe; fi    # the tests' probe
+if [ -e "$WORK/dynproxy" ]; then
+  mount -t tmpfs -o mode=755 tmpfs /usr/local/bin
+  cp "$WORK/dynproxy" /usr/local/bin/dynproxy
+  if [ -e "$WORK/probe" ]; then cp "$WORK/probe" /usr/local/bin/probe; fi    # the tests' probe
+fi
 resolv=$(readlink -f /etc/resolv.conf)
 mkdir -p "$(dirname "$resolv")"; [ -e "$resolv" ] || touch "$resolv"
 mount --bind "$WORK/resolv.conf" "$resolv"
 # the system user the package creates (units/sysusers.d/dynproxy.conf), in copies of the
 # host's user and group files: the host's own are never touched
-if ! getent passwd dynproxy >/dev/null; then
+if [ ! -e "$WORK/packaged" ] && ! getent passwd dynproxy >/dev/null; then
   id=999; while getent passwd $id >/dev/null || getent group $id >/dev/null; do id=$((id - 1)); done
   for db in passwd group; do cp /etc/$db /run/.$db; done
   echo "dynproxy:x:$id:$id:dynproxy sessions:/:/usr/sbin/nologin" >>/run/.passwd
@@ -47,5 +63,5 @@ fi
 ip link set lo up
 hostname dynproxy-test
 exec env -i container=dynproxy-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-     SYSTEMD_UNIT_PATH="$WORK/units" \
+     SYSTEMD_UNIT_PATH="$UNIT_PATH" \
      /lib/systemd/systemd --system --unit=test.target --log-target=console --show-status=no
