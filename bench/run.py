@@ -121,7 +121,7 @@ def read_from_disk(paths):
     """Drops each executable from the page cache, so that every contender runs from a copy
     read back from disk, as after a reboot. A binary the build has just written starts
     faster than one that exec's page faults read back from disk: 4–8% less CPU per dynproxy
-    session in alternating `bench/session-cost` runs (README, "Benchmark") — a head start the
+    session in alternating `bench/session-cost` runs (docs/bench-history.md) — a head start the
     system's binaries do not get."""
     for path in filter(None, paths):
         fd = os.open(path, os.O_RDONLY)

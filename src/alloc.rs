@@ -4,14 +4,14 @@
 //! Why: nearly everything a session allocates (the lookup's runtime, hickory's name-server
 //! pool and its messages) is made before the relay starts and is freed soon after or never.
 //! musl's malloc hands each emptied group straight back to the kernel, so a session made
-//! dozens of mmap/munmap calls and spent a large share of its CPU in the allocator (README,
-//! "Benchmark"; `strace -c -f` under `bench/session-cost` counts them again). Here an
+//! dozens of mmap/munmap calls and spent a large share of its CPU in the allocator
+//! (docs/bench-history.md; `strace -c -f` under `bench/session-cost` counts them again). Here an
 //! allocation is an add, and the arena is one mapping whose pages the kernel supplies as they
 //! are first touched.
 //!
 //! A freed block's space is reused only when it is the last one handed out (and the last one
 //! grows and shrinks in place), so the arena is a fixed price per session. Neither recycling
-//! emptied pages nor giving them back to the kernel paid (README, "Benchmark"). Once the arena
+//! emptied pages nor giving them back to the kernel paid (docs/bench-history.md). Once the arena
 //! is used up, allocation falls through to malloc, which reuses what is freed: a relay that
 //! runs for days does not grow.
 //!
@@ -31,8 +31,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
-/// Several times what a session that resolved a name and is relaying touches (README,
-/// "Benchmark", has the high-water mark); pages never touched cost nothing.
+/// Several times what a session that resolved a name and is relaying touches
+/// (docs/bench-history.md has the high-water mark); pages never touched cost nothing.
 const ARENA_SIZE: usize = 256 * 1024;
 
 /// The arena's start is page aligned, so no alignment up to a page needs padding at its base.

@@ -5,7 +5,7 @@
 //! hickory has no synchronous API; it asks for a `RuntimeProvider` — UDP and TCP sockets
 //! that can be polled, timers, and a way to spawn background tasks (one per connection to a
 //! name server, moving its queries and answers). tokio's runtime did the job, but building
-//! and dropping it cost each session more than everything here (README, "Benchmark", and
+//! and dropping it cost each session more than everything here (docs/bench-history.md, and
 //! `bench/ab` to measure it again).
 //!
 //! # Contract

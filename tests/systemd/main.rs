@@ -401,8 +401,8 @@ fn group_id(name: &str) -> u32 {
 
 #[test]
 fn a_unix_socket_backend_of_the_web_servers_group_needs_supplementary_groups() {
-    // PHP-FPM's socket is www-data:www-data 0660; a session's dynamic user may connect to
-    // it only with that group added (README, "Deploying with systemd").
+    // PHP-FPM's socket is www-data:www-data 0660; a session's user may connect to
+    // it only with that group added (units/README.md).
     let manager = Manager::boot(
         "nameserver 127.0.0.1\n",
         &[
