@@ -23,6 +23,9 @@ Examples:
   # by hand, like `socat STDIO TCP:...`, with every step logged to the terminal:
   printf 'GET / HTTP/1.0\\r\\n\\r\\n' | dynproxy -v localhost:80
 
+  # wherever DNS publishes the service now (SRV records: hosts, ports, priorities, weights):
+  dynproxy _postgresql._tcp.db.example
+
   # a unix socket, and an abstract unix socket:
   dynproxy /run/php/php-fpm.sock
   dynproxy @backend
@@ -48,7 +51,8 @@ const KEEPALIVE: &str = "60,10,6";
 #[derive(Debug, PartialEq, Parser)]
 #[command(name = "dynproxy", version, after_help = EXAMPLES)]
 pub struct Args {
-    /// HOST:PORT, IPV4:PORT, [IPV6]:PORT, /path/to/unix.sock or @abstract-name
+    /// HOST:PORT, IPV4:PORT, [IPV6]:PORT, _SERVICE._tcp.DOMAIN (SRV), /path/to/unix.sock or
+    /// @abstract-name
     #[arg(value_name = "TARGET", value_parser = Target::parse)]
     pub target: Target,
 

@@ -26,5 +26,6 @@ pub mod relay;
 pub mod resolve;
 pub mod runtime;
 pub mod sandbox;
+pub mod srv;
 pub mod sys;
 pub mod target;

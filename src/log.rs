@@ -6,6 +6,7 @@
 use std::env;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::os::unix::net::UnixDatagram;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -39,9 +40,16 @@ enum Level {
     Debug,
 }
 
+/// systemd-journald's socket for entries of many fields (its "native protocol").
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
 enum Sink {
     /// `journal`: stderr is systemd's journal stream, which reads a `<N>` priority prefix.
-    Stderr { journal: bool },
+    /// `native`: then also journald's own socket, for the session line's fields.
+    Stderr {
+        journal: bool,
+        native: Option<UnixDatagram>,
+    },
     /// Connected at the first line, so sessions that log to stderr never pay for it.
     Syslog(Option<Logger<LoggerBackend, Formatter3164>>),
 }
@@ -74,7 +82,17 @@ impl Log {
                 LogMode::Auto => journal || human,
             };
         let sink = if to_stderr {
-            Sink::Stderr { journal }
+            // Connected now, before the sandbox (src/sandbox.rs), which lets a session open a
+            // unix socket only to a unix backend. None: the stream carries every line.
+            let native = journal
+                .then(|| {
+                    let socket = UnixDatagram::unbound().ok()?;
+                    socket.connect(JOURNAL_SOCKET).ok()?;
+                    // A journald too busy to take the entry now gets the line by the stream.
+                    socket.set_nonblocking(true).ok().map(|()| socket)
+                })
+                .flatten();
+            Sink::Stderr { journal, native }
         } else {
             // Connected now, before the sandbox (src/sandbox.rs), which lets a session open
             // a unix socket only to a unix backend.
@@ -94,25 +112,33 @@ impl Log {
         self.write(Level::Error, message);
     }
 
+    /// The session line; to the journal, an entry whose fields say the same (DYNPROXY_*),
+    /// or, if journald's socket will not take it, the line on the stream as ever.
     pub fn session(&mut self, summary: &Summary) {
         let level = match summary.ending {
             Ending::Failed(_) => Level::Error,
             _ => Level::Info,
         };
-        self.write(level, &summary.to_string());
+        let line = summary.to_string();
+        if let Sink::Stderr {
+            native: Some(socket),
+            ..
+        } = &self.sink
+        {
+            let entry = journal_entry(summary, &clip(&line, MAX_LINE), level.priority());
+            if socket.send(&entry).is_ok() {
+                return;
+            }
+        }
+        self.write(level, &line);
     }
 
     fn write(&mut self, level: Level, message: &str) {
         let message = &*clip(message, MAX_LINE);
         match &mut self.sink {
-            Sink::Stderr { journal } => {
+            Sink::Stderr { journal, .. } => {
                 let line = if *journal {
-                    let priority = match level {
-                        Level::Error => 3,
-                        Level::Info => 6,
-                        Level::Debug => 7,
-                    };
-                    format!("<{priority}>{message}\n")
+                    format!("<{}>{message}\n", level.priority())
                 } else {
                     format!("dynproxy: {message}\n")
                 };
@@ -133,6 +159,62 @@ impl Log {
             }
         }
     }
+}
+
+impl Level {
+    /// syslog's numbers, which the journal keeps as PRIORITY.
+    fn priority(self) -> u8 {
+        match self {
+            Level::Error => 3,
+            Level::Info => 6,
+            Level::Debug => 7,
+        }
+    }
+}
+
+/// A journal entry in journald's native protocol (systemd's JOURNAL_NATIVE_PROTOCOL): one
+/// datagram of fields, `NAME=value` lines, or for a value holding a newline the name, a
+/// newline, the value's length (64 bits, little-endian), the value and a newline.
+fn journal_entry(summary: &Summary, line: &str, priority: u8) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(512);
+    let mut add = |name: &str, value: &str| {
+        entry.extend_from_slice(name.as_bytes());
+        if value.contains('\n') {
+            entry.push(b'\n');
+            entry.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        } else {
+            entry.push(b'=');
+        }
+        entry.extend_from_slice(value.as_bytes());
+        entry.push(b'\n');
+    };
+    add("MESSAGE", line);
+    add("PRIORITY", &priority.to_string());
+    add("SYSLOG_IDENTIFIER", "dynproxy");
+    add("DYNPROXY_CLIENT", &clip(&summary.client, MAX_QUOTE));
+    add("DYNPROXY_TARGET", &clip(&summary.target, MAX_QUOTE));
+    if let Some(backend) = &summary.backend {
+        add("DYNPROXY_BACKEND", &clip(backend, MAX_QUOTE));
+    }
+    add("DYNPROXY_TO_BACKEND", &summary.to_backend.to_string());
+    add("DYNPROXY_TO_CLIENT", &summary.to_client.to_string());
+    add(
+        "DYNPROXY_DURATION_USEC",
+        &summary.duration.as_micros().to_string(),
+    );
+    let (end, status) = match &summary.ending {
+        Ending::Closed => ("closed", Some(0)),
+        Ending::Idle => ("idle", Some(0)),
+        Ending::Reset(_) => ("reset", Some(0)),
+        // Not a status: the process dies of the signal.
+        Ending::Signal(_) => ("signal", None),
+        Ending::Failed(error) => ("error", Some(error.exit_status())),
+    };
+    add("DYNPROXY_END", end);
+    if let Some(status) = status {
+        add("DYNPROXY_STATUS", &status.to_string());
+    }
+    entry
 }
 
 /// systemd sets JOURNAL_STREAM=DEV:INODE for the stream it connects to stderr.
@@ -286,5 +368,44 @@ where
             item.fmt(f)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_field_with_a_newline_is_sent_with_its_length() {
+        let summary = Summary {
+            client: "/run/odd\nname".into(),
+            target: "db.test:5432".into(),
+            backend: None,
+            to_backend: 1,
+            to_client: 2,
+            duration: Duration::from_micros(1500),
+            ending: Ending::Failed(Error::NoAddress("db.test has no address".into())),
+        };
+        let entry = journal_entry(&summary, "the line", 3);
+        let mut expected_client = b"DYNPROXY_CLIENT\n".to_vec();
+        expected_client.extend_from_slice(&13u64.to_le_bytes());
+        expected_client.extend_from_slice(b"/run/odd\nname\n");
+        let text = String::from_utf8_lossy(&entry);
+        assert!(
+            entry
+                .windows(expected_client.len())
+                .any(|w| w == expected_client)
+        );
+        for line in [
+            "MESSAGE=the line\n",
+            "PRIORITY=3\n",
+            "DYNPROXY_TARGET=db.test:5432\n",
+            "DYNPROXY_DURATION_USEC=1500\n",
+            "DYNPROXY_END=error\n",
+            "DYNPROXY_STATUS=68\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text:?}");
+        }
+        assert!(!text.contains("DYNPROXY_BACKEND"), "no backend reached");
     }
 }

@@ -32,7 +32,7 @@ use dynproxy::relay::{Relay, Totals, Waiter};
 use dynproxy::resolve::{self, Family};
 use dynproxy::sandbox::Unix;
 use dynproxy::target::Target;
-use dynproxy::{hosts, proxy_header, sandbox, sys};
+use dynproxy::{hosts, proxy_header, sandbox, srv, sys};
 
 /// A session's start-up allocations cost an add each, not a trip through musl's mmap/munmap.
 #[global_allocator]
@@ -104,22 +104,25 @@ fn main() -> ExitCode {
 /// The sandbox (src/sandbox.rs), sized to what the rest of this session needs: the files
 /// and ports of resolving a name, the backend's port, or its unix socket.
 fn confine(args: &Args, log: &mut Log) {
-    let (reads, tcp_ports, unix): (&[&str], Vec<u16>, _) = match &args.target {
+    let resolving: &[&str] = &[hosts::PATH, resolve::RESOLV_CONF];
+    let mut dns_ports: Vec<u16> = args.nameservers.iter().map(|a| a.port()).collect();
+    if dns_ports.is_empty() {
+        dns_ports.push(53); // resolv.conf's servers
+    }
+    let (reads, tcp_ports, unix): (&[&str], Option<Vec<u16>>, _) = match &args.target {
         Target::Name { port, .. } => {
-            let mut ports: Vec<u16> = args.nameservers.iter().map(|a| a.port()).collect();
-            if ports.is_empty() {
-                ports.push(53); // resolv.conf's servers
-            }
-            ports.push(*port);
-            (&[hosts::PATH, resolve::RESOLV_CONF], ports, Unix::No)
+            dns_ports.push(*port);
+            (resolving, Some(dns_ports), Unix::No)
         }
-        Target::Addr(address) => (&[], vec![address.port()], Unix::No),
-        Target::Path(_) => (&[], vec![], Unix::Path),
-        Target::Abstract(_) => (&[], vec![], Unix::Abstract),
+        // The backends' ports are DNS's to say.
+        Target::Srv(_) => (resolving, None, Unix::No),
+        Target::Addr(address) => (&[], Some(vec![address.port()]), Unix::No),
+        Target::Path(_) => (&[], Some(vec![]), Unix::Path),
+        Target::Abstract(_) => (&[], Some(vec![]), Unix::Abstract),
     };
     let needs = sandbox::Needs {
         reads,
-        tcp_ports: &tcp_ports,
+        tcp_ports: tcp_ports.as_deref(),
         unix,
     };
     for note in sandbox::restrict(&needs) {
@@ -256,6 +259,11 @@ fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backen
         allow: args.allow.clone(),
         deny: args.deny.clone(),
     };
+    let options = resolve::Options {
+        nameservers: &args.nameservers,
+        timeout: args.resolve_timeout,
+        family,
+    };
     let unix = match &args.target {
         Target::Addr(address) if !family.allows(address.ip()) => {
             return Err(Error::Usage(format!(
@@ -269,15 +277,16 @@ fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backen
             return waiter.run_first(connect::connect_tcp(&[*address], None, timeout, log));
         }
         Target::Name { host, port } => {
-            let options = resolve::Options {
-                nameservers: &args.nameservers,
-                timeout: args.resolve_timeout,
-                family,
-            };
             return waiter.run_first(async {
                 let found = resolve::resolve(host, *port, &options, log).await?;
                 let (addresses, later) = permitted(&policy, host, found, log).await?;
                 connect::connect_tcp(&addresses, later, timeout, log).await
+            });
+        }
+        Target::Srv(name) => {
+            return waiter.run_first(async {
+                let hosts = srv::resolve(name, &options, log).await?;
+                connect_srv(hosts, &options, &policy, timeout, log).await
             });
         }
         Target::Path(path) => UnixAddr::from_pathname(path),
@@ -287,6 +296,70 @@ fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backen
     let address = unix.map_err(|e| Error::Usage(format!("{name}: {e}")))?;
     let backend = connect::connect_unix(&address, &name, timeout, log)?;
     Ok((backend, waiter))
+}
+
+/// The first of an SRV name's hosts (in RFC 2782's order) that connects, each looked up and
+/// screened as a HOST:PORT target would be, all within one connect timeout; `backend`
+/// names the host and port reached. When none connects: 77 if every address of every host
+/// was refused by the policy, 75 if DNS failed for every host, 69 otherwise.
+async fn connect_srv(
+    hosts: Vec<srv::Host>,
+    options: &resolve::Options<'_>,
+    policy: &Policy,
+    timeout: std::time::Duration,
+    log: &mut Log,
+) -> Result<Backend, Error> {
+    let deadline = Instant::now() + timeout;
+    let mut failures = Vec::new();
+    for host in hosts {
+        let name = format!("{}:{}", host.name, host.port);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            failures.push(Error::Unavailable(format!(
+                "{name}: no time left to connect"
+            )));
+            break;
+        }
+        let found = if host.glue.is_empty() {
+            resolve::resolve(&host.name, host.port, options, log).await
+        } else {
+            let glue = host.glue.iter().map(|ip| SocketAddr::new(*ip, host.port));
+            Ok(resolve::Found {
+                addresses: glue.collect(),
+                later: None,
+            })
+        };
+        let attempt = match found {
+            Ok(found) => match permitted(policy, &host.name, found, log).await {
+                Ok((addresses, later)) => connect::connect_tcp(&addresses, later, left, log).await,
+                Err(refused) => Err(refused),
+            },
+            Err(error) => Err(error),
+        };
+        match attempt {
+            Ok(mut backend) => {
+                backend.address = name;
+                return Ok(backend);
+            }
+            Err(error) => {
+                log.step(format_args!("{name}: {error}"));
+                failures.push(error);
+            }
+        }
+    }
+    let all = |kind: fn(&Error) -> bool| !failures.is_empty() && failures.iter().all(kind);
+    let why = failures
+        .iter()
+        .map(Error::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(if all(|e| matches!(e, Error::Refused(_))) {
+        Error::Refused(why)
+    } else if all(|e| matches!(e, Error::DnsTemporary(_))) {
+        Error::DnsTemporary(why)
+    } else {
+        Error::Unavailable(why)
+    })
 }
 
 /// The client could not even be found: say so wherever is safe, and exit.

@@ -145,25 +145,7 @@ async fn ask_dns(
     log: &mut Log,
 ) -> Result<Found, Error> {
     let started = Instant::now();
-    let (config, mut resolver_options) = system_config(options.nameservers)?;
-    let bound = options.timeout.unwrap_or(
-        resolver_options.timeout * u32::try_from(resolver_options.attempts.max(1)).unwrap_or(1),
-    );
-    resolver_options.timeout = resolver_options.timeout.min(bound);
-    // Let the kernel pick the UDP source port in one bind(), instead of hickory drawing random
-    // ports and retrying; under SELinux those draws would also be name_bind denials.
-    resolver_options.os_port_selection = true;
-    log.step(format_args!(
-        "resolving {host} via {} (giving up after {:.1}s)",
-        servers(&config),
-        bound.as_secs_f64()
-    ));
-    let dns = Rc::new(Dns::new(host, config, resolver_options)?);
-    // Tearing down hickory's state (its server pool) costs time every session would pay for
-    // nothing: its memory is the process's until exit anyway. Dropping the runtime ends
-    // hickory's tasks and closes every descriptor they held (the e2e tests
-    // `a_lookup*_descriptors*` count them while the relay runs).
-    std::mem::forget(Rc::clone(&dns));
+    let (dns, bound) = open_dns(host, options, log)?;
     let (answers, pending) = runtime::timeout(bound, lookup(&dns, options.family))
         .await
         .ok_or_else(|| {
@@ -190,6 +172,35 @@ async fn ask_dns(
         addresses: with_port(addresses, port),
         later,
     })
+}
+
+/// DNS as resolv.conf (or --nameserver) sets it up, for `host` under the search list, and
+/// the bound of the whole lookup: resolv.conf's timeout × attempts, or --resolve-timeout.
+pub(crate) fn open_dns(
+    host: &str,
+    options: &Options<'_>,
+    log: &mut Log,
+) -> Result<(Rc<Dns>, Duration), Error> {
+    let (config, mut resolver_options) = system_config(options.nameservers)?;
+    let bound = options.timeout.unwrap_or(
+        resolver_options.timeout * u32::try_from(resolver_options.attempts.max(1)).unwrap_or(1),
+    );
+    resolver_options.timeout = resolver_options.timeout.min(bound);
+    // Let the kernel pick the UDP source port in one bind(), instead of hickory drawing random
+    // ports and retrying; under SELinux those draws would also be name_bind denials.
+    resolver_options.os_port_selection = true;
+    log.step(format_args!(
+        "resolving {host} via {} (giving up after {:.1}s)",
+        servers(&config),
+        bound.as_secs_f64()
+    ));
+    let dns = Rc::new(Dns::new(host, config, resolver_options)?);
+    // Tearing down hickory's state (its server pool) costs time every session would pay for
+    // nothing: its memory is the process's until exit anyway. Dropping the runtime ends
+    // hickory's tasks and closes every descriptor they held (the e2e tests
+    // `a_lookup*_descriptors*` count them while the relay runs).
+    std::mem::forget(Rc::clone(&dns));
+    Ok((dns, bound))
 }
 
 /// `localhost` and the names under it (RFC 6761, section 6.3). Not hickory's
@@ -232,10 +243,10 @@ fn has_nameserver(resolv_conf: &[u8]) -> bool {
 
 /// What asks DNS: hickory's pool of name servers (retries, TCP after a truncated answer,
 /// the checks on every reply) and, for it, the names to try in turn.
-struct Dns {
+pub(crate) struct Dns {
     client: RetryDnsHandle<NameServerPool<Provider>>,
     /// The host under the search list, in the order to ask them.
-    names: Vec<Name>,
+    pub(crate) names: Vec<Name>,
     request: DnsRequestOptions,
 }
 
@@ -405,7 +416,7 @@ async fn ask_name(dns: &Dns, name: &Name, record_type: RecordType) -> Answer {
 /// The first reply to `query`. A server that refuses EDNS — FORMERR or NOTIMP to a query
 /// with an OPT record, as old servers and some middleboxes answer — is asked again without
 /// it, as the C library's resolver does (resolv.conf's `options edns0` asks for EDNS).
-async fn first_reply(dns: &Dns, query: Query) -> Option<Result<DnsResponse, NetError>> {
+pub(crate) async fn first_reply(dns: &Dns, query: Query) -> Option<Result<DnsResponse, NetError>> {
     let mut request = dns.request;
     loop {
         let mut replies = dns.client.lookup(query.clone(), request);
@@ -426,7 +437,11 @@ async fn first_reply(dns: &Dns, query: Query) -> Option<Result<DnsResponse, NetE
 /// Follows `name`'s CNAME chain through `answers` as far as they hold it, and gives the
 /// addresses of `record_type` of where it ends, and that name. Each link uses up a record,
 /// so a loop ends when the records do.
-fn follow(name: &Name, record_type: RecordType, answers: &[Record]) -> (Vec<IpAddr>, Name) {
+pub(crate) fn follow(
+    name: &Name,
+    record_type: RecordType,
+    answers: &[Record],
+) -> (Vec<IpAddr>, Name) {
     let mut owner = name;
     for _ in 0..answers.len() {
         let next = answers.iter().find_map(|record| match &record.data {

@@ -22,8 +22,9 @@ use crate::sys::{self, landlock};
 pub struct Needs<'a> {
     /// Files it reads (resolving a name: the hosts file, resolv.conf).
     pub reads: &'a [&'a str],
-    /// TCP ports it connects to (the backend's, the name servers').
-    pub tcp_ports: &'a [u16],
+    /// TCP ports it connects to (the backend's, the name servers'); None when DNS is yet
+    /// to say (an SRV target's ports), and any port may be reached.
+    pub tcp_ports: Option<&'a [u16]>,
     /// The backend is a unix socket, if it is one.
     pub unix: Unix,
 }
@@ -103,10 +104,10 @@ fn apply_landlock(abi: u32, needs: &Needs<'_>) -> std::io::Result<()> {
     }
     let attr = landlock::RulesetAttr {
         handled_access_fs: handled_fs(abi),
-        handled_access_net: if net {
-            landlock::ACCESS_NET_BIND_TCP | landlock::ACCESS_NET_CONNECT_TCP
-        } else {
-            0
+        handled_access_net: match (net, needs.tcp_ports) {
+            (false, _) => 0,
+            (true, Some(_)) => landlock::ACCESS_NET_BIND_TCP | landlock::ACCESS_NET_CONNECT_TCP,
+            (true, None) => landlock::ACCESS_NET_BIND_TCP,
         },
         scoped,
     };
@@ -121,7 +122,7 @@ fn apply_landlock(abi: u32, needs: &Needs<'_>) -> std::io::Result<()> {
         }
     }
     if net {
-        for &port in needs.tcp_ports {
+        for &port in needs.tcp_ports.unwrap_or_default() {
             sys::landlock_allow_port(&ruleset, port, landlock::ACCESS_NET_CONNECT_TCP)?;
         }
     }

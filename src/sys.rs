@@ -299,6 +299,13 @@ pub fn set_keepalive(
     Ok(())
 }
 
+/// Fills `buf` from the kernel's random pool, or leaves it as it was if that fails: what it
+/// seeds (the order of SRV records of one priority) then loses its randomness, nothing else.
+pub fn random(buf: &mut [u8]) {
+    // SAFETY: getrandom(2) writes at most buf.len() bytes into buf.
+    let _ = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
+}
+
 pub fn interface_index(name: &str) -> Option<u32> {
     let name = CString::new(name).ok()?;
     // SAFETY: if_nametoindex reads a NUL-terminated string that lives across the call.

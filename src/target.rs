@@ -15,6 +15,9 @@ const MAX_LABEL: usize = 63;
 pub enum Target {
     /// A DNS name, resolved afresh for every session.
     Name { host: String, port: u16 },
+    /// An SRV name, `_SERVICE._tcp.DOMAIN` without a port: the hosts and ports its records
+    /// name, looked up afresh for every session (RFC 2782).
+    Srv(String),
     /// A literal address: no DNS at all.
     Addr(SocketAddr),
     /// A unix stream socket in the file system.
@@ -47,10 +50,15 @@ impl Target {
             return Err("unbalanced brackets (IPv6 targets look like [::1]:PORT)".into());
         }
         let Some((host, port)) = text.rsplit_once(':') else {
+            if let Some(name) = srv_name(text)? {
+                return Ok(Target::Srv(name.to_owned()));
+            }
             if text.contains('/') {
                 return Err("a unix socket path must be absolute (start with '/')".into());
             }
-            return Err("missing port (expected HOST:PORT)".into());
+            return Err(
+                "missing port (expected HOST:PORT, or an SRV name _SERVICE._tcp.DOMAIN)".into(),
+            );
         };
         if host.contains(':') {
             return Err("an IPv6 address needs brackets, as in [::1]:PORT".into());
@@ -72,6 +80,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Name { host, port } => write!(f, "{host}:{port}"),
+            Target::Srv(name) => f.write_str(name),
             Target::Addr(addr) => write!(f, "{addr}"),
             Target::Path(path) => write!(f, "{}", path.display()),
             Target::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
@@ -87,6 +96,30 @@ fn unix_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A target without a port is an SRV name when its first two labels are a service and a
+/// protocol (RFC 2782: `_postgresql._tcp.db.example`); None when they are not, an error when
+/// the protocol is not TCP, the only one dynproxy relays.
+fn srv_name(text: &str) -> Result<Option<&str>, String> {
+    let mut labels = text.splitn(3, '.');
+    let (Some(service), Some(protocol), Some(domain)) =
+        (labels.next(), labels.next(), labels.next())
+    else {
+        return Ok(None);
+    };
+    if !(service.len() > 1 && service.starts_with('_') && protocol.starts_with('_')) {
+        return Ok(None);
+    }
+    if !protocol.eq_ignore_ascii_case("_tcp") {
+        return Err(format!(
+            "dynproxy relays TCP: an SRV name is _SERVICE._tcp.DOMAIN, not {protocol}"
+        ));
+    }
+    if domain.strip_suffix('.').unwrap_or(domain).is_empty() {
+        return Err("an SRV name needs a domain after _SERVICE._tcp".into());
+    }
+    check_host_name(text).map(|()| Some(text))
 }
 
 /// `[IPV6]:PORT` or `[IPV6%ZONE]:PORT`, after the opening bracket.
@@ -215,6 +248,27 @@ mod tests {
             Target::parse("fqdn.example.:1"),
             Ok(Target::Name { .. })
         ));
+    }
+
+    #[test]
+    fn a_service_name_without_a_port_is_an_srv_target() {
+        assert_eq!(
+            Target::parse("_postgresql._tcp.db.example"),
+            Ok(Target::Srv("_postgresql._tcp.db.example".into()))
+        );
+        assert_eq!(
+            Target::parse("_pg._TCP.example."),
+            Ok(Target::Srv("_pg._TCP.example.".into()))
+        );
+        // With a port it is an ordinary name; without the service labels, no port is wrong.
+        assert!(matches!(
+            Target::parse("_pg._tcp.example:5432"),
+            Ok(Target::Name { .. })
+        ));
+        assert!(err("db.example").contains("missing port"));
+        assert!(err("_sip._udp.example").contains("relays TCP"));
+        assert!(err("_pg._tcp.").contains("needs a domain"));
+        assert!(err("_pg._tcp.bad!name").contains("not allowed"));
     }
 
     #[test]

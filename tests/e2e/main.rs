@@ -15,4 +15,5 @@ mod proxy_protocol;
 mod relay;
 mod resolve;
 mod sandbox;
+mod srv;
 mod start;

@@ -58,8 +58,12 @@ impl Host {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// dpkg -i, of a copy in the work directory: the only one of the host's directories
+    /// under /tmp that the manager's namespaces see (pid1.sh).
     fn install(&self) {
-        self.sh(&format!("dpkg -i {}", deb()));
+        let copy = self.manager.work.join("dynproxy.deb");
+        std::fs::copy(deb(), &copy).unwrap();
+        self.sh(&format!("dpkg -i {}", copy.display()));
     }
 
     /// Every path under /usr, /etc and /var but the journal's and temporary files'.

@@ -67,7 +67,7 @@ fn main() {
     if sandboxed {
         let needs = sandbox::Needs {
             reads: &[],
-            tcp_ports: &[],
+            tcp_ports: Some(&[]),
             unix: sandbox::Unix::No,
         };
         let started = std::time::Instant::now();

@@ -265,6 +265,80 @@ fn the_session_line_with_the_client_address_is_in_the_journal() {
     assert!(journal.contains("to_backend=4 to_client=7"), "{journal}");
 }
 
+/// The journal's entries matching `matches` (FIELD=value), one JSON object per line.
+fn entries(manager: &Manager, matches: &[&str]) -> Vec<String> {
+    let mut command = vec!["journalctl", "--no-pager", "-o", "json"];
+    command.extend_from_slice(matches);
+    let out = manager.run(&command);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn each_session_is_a_journal_entry_whose_fields_say_where_it_went() {
+    let deployment = deploy();
+    let clients: Vec<String> = (0..2)
+        .map(|_| {
+            let stream = deployment.postgres();
+            let client = stream.local_addr().unwrap().to_string();
+            assert_eq!(exchange(stream), ("db".into(), "ping".into()));
+            client
+        })
+        .collect();
+    assert_eq!(exchange(deployment.fastcgi()).0, "php-a");
+    let manager = &deployment.manager;
+    wait_for("three session lines in the journal", || {
+        (manager.journal().matches("session client=").count() == 3).then_some(())
+    });
+    let to_db = entries(manager, &["DYNPROXY_BACKEND=127.0.0.4:5432"]);
+    assert_eq!(
+        to_db.len(),
+        2,
+        "exactly the sessions that went there: {to_db:?}"
+    );
+    for (entry, client) in to_db.iter().zip(&clients) {
+        for field in [
+            format!(r#""DYNPROXY_CLIENT":"{client}""#),
+            r#""DYNPROXY_TARGET":"db.internal.example:5432""#.into(),
+            r#""DYNPROXY_TO_BACKEND":"4""#.into(),
+            r#""DYNPROXY_TO_CLIENT":"7""#.into(),
+            r#""DYNPROXY_END":"closed""#.into(),
+            r#""DYNPROXY_STATUS":"0""#.into(),
+            r#""PRIORITY":"6""#.into(),
+            r#""SYSLOG_IDENTIFIER":"dynproxy""#.into(),
+            format!(r#""MESSAGE":"session client={client} target=db.internal.example:5432"#),
+        ] {
+            assert!(entry.contains(&field), "{field} missing from {entry}");
+        }
+        assert!(entry.contains(r#""DYNPROXY_DURATION_USEC":""#), "{entry}");
+    }
+    let to_php = entries(manager, &["DYNPROXY_BACKEND=127.0.0.2:9000"]);
+    assert_eq!(to_php.len(), 1, "{to_php:?}");
+}
+
+#[test]
+fn without_the_journals_socket_the_line_still_reaches_the_journal() {
+    let deployment = deploy_with(&[(
+        "dynproxy-postgres@.service.d/no-native.conf",
+        "[Service]\nInaccessiblePaths=/run/systemd/journal/socket\n",
+    )]);
+    let stream = deployment.postgres();
+    let client = stream.local_addr().unwrap();
+    assert_eq!(exchange(stream), ("db".into(), "ping".into()));
+    let expected = format!("session client={client} target=db.internal.example:5432");
+    wait_for("the session line in the journal", || {
+        deployment
+            .manager
+            .journal()
+            .contains(&expected)
+            .then_some(())
+    });
+    let fielded = entries(&deployment.manager, &["DYNPROXY_BACKEND=127.0.0.4:5432"]);
+    assert_eq!(fielded, Vec::<String>::new(), "the line came by the stream");
+}
+
 #[test]
 fn a_failing_session_sends_no_log_text_to_the_client() {
     let deployment = deploy();

@@ -1,10 +1,10 @@
 //! A real DNS server on loopback (UDP and TCP on one port) whose answers — and misbehaviour —
 //! the test sets and changes between sessions. It speaks just enough of RFC 1035 to answer
-//! A, AAAA and CNAME questions the way an authoritative server would.
+//! A, AAAA, CNAME and SRV questions the way an authoritative server would.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -14,12 +14,21 @@ const TYPE_A: u16 = 1;
 const TYPE_CNAME: u16 = 5;
 const TYPE_SOA: u16 = 6;
 const TYPE_AAAA: u16 = 28;
+const TYPE_SRV: u16 = 33;
 
 #[derive(Clone, Debug)]
 pub enum Record {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Cname(String),
+    /// An SRV record; `glue`, its target's addresses, travel in the additional section.
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+        glue: Vec<IpAddr>,
+    },
 }
 
 /// How the server answers every question.
@@ -291,18 +300,26 @@ fn record(owner: &str, rtype: u16, rdata: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Encoded resource records, each ready to go in a message.
+type Records = Vec<Vec<u8>>;
+
 /// The answer records for a question, following CNAMEs the way a recursive server does
-/// (at most 40 links, so a loop ends as a response full of CNAMEs). None: no such name.
-fn answers(question: &Question, records: &HashMap<String, Vec<Record>>) -> Option<Vec<Vec<u8>>> {
+/// (at most 40 links, so a loop ends as a response full of CNAMEs), and the additional
+/// ones (SRV targets' glue). None: no such name.
+fn answers(
+    question: &Question,
+    records: &HashMap<String, Vec<Record>>,
+) -> Option<(Records, Records)> {
     let mut name = question.name.clone();
     let mut out = Vec::new();
+    let mut additional = Vec::new();
     for _ in 0..40 {
         let found = records.get(&name)?;
         if let Some(Record::Cname(target)) = found.iter().find(|r| matches!(r, Record::Cname(_))) {
             out.push(record(&name, TYPE_CNAME, &encode_name(target)));
             name = normalize(target);
             if !records.contains_key(&name) {
-                return Some(out);
+                return Some((out, additional));
             }
             continue;
         }
@@ -314,12 +331,32 @@ fn answers(question: &Question, records: &HashMap<String, Vec<Record>>) -> Optio
                 Record::Aaaa(ip) if question.qtype == TYPE_AAAA => {
                     out.push(record(&name, TYPE_AAAA, &ip.octets()))
                 }
+                Record::Srv {
+                    priority,
+                    weight,
+                    port,
+                    target,
+                    glue,
+                } if question.qtype == TYPE_SRV => {
+                    let mut rdata = Vec::new();
+                    for value in [priority, weight, port] {
+                        rdata.extend_from_slice(&value.to_be_bytes());
+                    }
+                    rdata.extend_from_slice(&encode_name(target));
+                    out.push(record(&name, TYPE_SRV, &rdata));
+                    for ip in glue {
+                        additional.push(match ip {
+                            IpAddr::V4(v4) => record(target, TYPE_A, &v4.octets()),
+                            IpAddr::V6(v6) => record(target, TYPE_AAAA, &v6.octets()),
+                        });
+                    }
+                }
                 _ => {}
             }
         }
-        return Some(out);
+        return Some((out, additional));
     }
-    Some(out)
+    Some((out, additional))
 }
 
 /// ARCOUNT: an OPT record travels in the additional section.
@@ -334,15 +371,26 @@ fn message(
     answers: &[Vec<u8>],
     authority: &[Vec<u8>],
 ) -> Vec<u8> {
+    with_additional(question, rcode, truncated, answers, authority, &[])
+}
+
+fn with_additional(
+    question: &Question,
+    rcode: u8,
+    truncated: bool,
+    answers: &[Vec<u8>],
+    authority: &[Vec<u8>],
+    additional: &[Vec<u8>],
+) -> Vec<u8> {
     let mut out = question.id.to_vec();
     let flags1 = 0x80 | 0x04 | 0x01 | if truncated { 0x02 } else { 0 }; // QR, AA, RD, TC
     out.extend_from_slice(&[flags1, 0x80 | rcode]); // RA
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
     out.extend_from_slice(&(authority.len() as u16).to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&(additional.len() as u16).to_be_bytes());
     out.extend_from_slice(&question.raw);
-    for r in answers.iter().chain(authority) {
+    for r in answers.iter().chain(authority).chain(additional) {
         out.extend_from_slice(r);
     }
     out
@@ -363,8 +411,8 @@ const UDP_LIMIT: usize = 512;
 fn reply(query: &[u8], state: &State, udp: bool) -> Option<Vec<u8>> {
     let question = parse_question(query)?;
     let normal = || match answers(&question, &state.records) {
-        Some(answers) => {
-            let full = message(&question, 0, false, &answers, &[]);
+        Some((answers, additional)) => {
+            let full = with_additional(&question, 0, false, &answers, &[], &additional);
             if udp && full.len() > UDP_LIMIT {
                 message(&question, 0, true, &[], &[])
             } else {
