@@ -25,7 +25,8 @@ pub const MAX_LINE: usize = 2048;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogMode {
-    /// stderr when it is a terminal, a pipe, a file or the journal; syslog otherwise
+    /// stderr when it is a terminal, a pipe, a file or the journal (the session line then
+    /// an entry of the journal's, with DYNPROXY_* fields); syslog otherwise
     Auto,
     /// syslog (/dev/log), facility daemon
     Syslog,
