@@ -128,6 +128,7 @@ impl Log {
         {
             let entry = journal_entry(summary, &clip(&line, MAX_LINE), level.priority());
             if socket.send(&entry).is_ok() {
+                wait_until_taken(socket);
                 return;
             }
         }
@@ -158,6 +159,19 @@ impl Log {
                     };
                 }
             }
+        }
+    }
+}
+
+/// Waits, a fifth of a second at most, until journald has taken the entry from its queue.
+/// It reads the sender's unit from /proc/PID as it takes it; a process gone by then would
+/// leave the entry without _SYSTEMD_UNIT (systemd issue 2913), and `journalctl -u` blind.
+fn wait_until_taken(socket: &UnixDatagram) {
+    use std::os::fd::AsRawFd;
+    for _ in 0..2_000 {
+        match crate::sys::unread_by_peer(socket.as_raw_fd()) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => std::thread::sleep(Duration::from_micros(100)),
         }
     }
 }
@@ -203,16 +217,15 @@ fn journal_entry(summary: &Summary, line: &str, priority: u8) -> Vec<u8> {
         "DYNPROXY_DURATION_USEC",
         &summary.duration.as_micros().to_string(),
     );
-    let (end, status) = match &summary.ending {
-        Ending::Closed => ("closed", Some(0)),
-        Ending::Idle => ("idle", Some(0)),
-        Ending::Reset(_) => ("reset", Some(0)),
-        // Not a status: the process dies of the signal.
-        Ending::Signal(_) => ("signal", None),
-        Ending::Failed(error) => ("error", Some(error.exit_status())),
+    let end = match &summary.ending {
+        Ending::Closed => "closed",
+        Ending::Idle => "idle",
+        Ending::Reset(_) => "reset",
+        Ending::Signal(_) => "signal",
+        Ending::Failed(_) => "error",
     };
     add("DYNPROXY_END", end);
-    if let Some(status) = status {
+    if let Some(status) = summary.ending.status() {
         add("DYNPROXY_STATUS", &status.to_string());
     }
     entry
@@ -250,6 +263,15 @@ impl Ending {
         match self {
             Ending::Failed(error) => error.exit_code(),
             _ => ExitCode::SUCCESS,
+        }
+    }
+
+    /// The exit status, if the process exits: one ended by a stop signal dies of it.
+    pub fn status(&self) -> Option<u8> {
+        match self {
+            Ending::Failed(error) => Some(error.exit_status()),
+            Ending::Signal(_) => None,
+            _ => Some(0),
         }
     }
 }

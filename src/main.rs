@@ -32,7 +32,7 @@ use dynproxy::relay::{Relay, Totals, Waiter};
 use dynproxy::resolve::{self, Family};
 use dynproxy::sandbox::Unix;
 use dynproxy::target::Target;
-use dynproxy::{hosts, proxy_header, sandbox, srv, sys};
+use dynproxy::{hosts, proxy_header, runtime, sandbox, srv, sys};
 
 /// A session's start-up allocations cost an add each, not a trip through musl's mmap/munmap.
 #[global_allocator]
@@ -298,10 +298,16 @@ fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backen
     Ok((backend, waiter))
 }
 
+/// The most hosts of one SRV name a session tries: each may cost a lookup, and a reply
+/// may list thousands.
+const MAX_SRV_HOSTS: usize = 16;
+
 /// The first of an SRV name's hosts (in RFC 2782's order) that connects, each looked up and
-/// screened as a HOST:PORT target would be, all within one connect timeout; `backend`
-/// names the host and port reached. When none connects: 77 if every address of every host
-/// was refused by the policy, 75 if DNS failed for every host, 69 otherwise.
+/// screened as a HOST:PORT target would be. They share one connect timeout, each taking an
+/// equal part of what is left, so that a host that never answers leaves time for those
+/// after it. `backend` names the host and port reached. When none connects: 77 if every
+/// address of every host was refused by the policy, 75 if DNS failed for every host, 69
+/// otherwise.
 async fn connect_srv(
     hosts: Vec<srv::Host>,
     options: &resolve::Options<'_>,
@@ -310,39 +316,24 @@ async fn connect_srv(
     log: &mut Log,
 ) -> Result<Backend, Error> {
     let deadline = Instant::now() + timeout;
+    if hosts.len() > MAX_SRV_HOSTS {
+        log.step(format_args!(
+            "trying the first {MAX_SRV_HOSTS} of {} hosts",
+            hosts.len()
+        ));
+    }
+    let count = hosts.len().min(MAX_SRV_HOSTS);
     let mut failures = Vec::new();
-    for host in hosts {
-        let name = format!("{}:{}", host.name, host.port);
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            failures.push(Error::Unavailable(format!(
-                "{name}: no time left to connect"
-            )));
-            break;
-        }
-        let found = if host.glue.is_empty() {
-            resolve::resolve(&host.name, host.port, options, log).await
-        } else {
-            let glue = host.glue.iter().map(|ip| SocketAddr::new(*ip, host.port));
-            Ok(resolve::Found {
-                addresses: glue.collect(),
-                later: None,
-            })
-        };
-        let attempt = match found {
-            Ok(found) => match permitted(policy, &host.name, found, log).await {
-                Ok((addresses, later)) => connect::connect_tcp(&addresses, later, left, log).await,
-                Err(refused) => Err(refused),
-            },
-            Err(error) => Err(error),
-        };
-        match attempt {
+    for (tried, host) in hosts.into_iter().take(count).enumerate() {
+        let label = host.label();
+        let share = deadline.saturating_duration_since(Instant::now()) / (count - tried) as u32;
+        match connect_host(&host, share, options, policy, log).await {
             Ok(mut backend) => {
-                backend.address = name;
+                backend.address = label;
                 return Ok(backend);
             }
             Err(error) => {
-                log.step(format_args!("{name}: {error}"));
+                log.step(format_args!("{label}: {error}"));
                 failures.push(error);
             }
         }
@@ -360,6 +351,32 @@ async fn connect_srv(
     } else {
         Error::Unavailable(why)
     })
+}
+
+/// One SRV host within `time`: its addresses (the additional section's, or looked up),
+/// screened, then connected.
+async fn connect_host(
+    host: &srv::Host,
+    time: std::time::Duration,
+    options: &resolve::Options<'_>,
+    policy: &Policy,
+    log: &mut Log,
+) -> Result<Backend, Error> {
+    let started = Instant::now();
+    let found = if host.glue.is_empty() {
+        runtime::timeout(time, resolve::resolve(&host.name, host.port, options, log))
+            .await
+            .ok_or_else(|| Error::DnsTemporary(format!("{}: no answer in time", host.name)))??
+    } else {
+        let glue = host.glue.iter().map(|ip| SocketAddr::new(*ip, host.port));
+        resolve::Found {
+            addresses: glue.collect(),
+            later: None,
+        }
+    };
+    let (addresses, later) = permitted(policy, &host.name, found, log).await?;
+    let left = time.saturating_sub(started.elapsed());
+    connect::connect_tcp(&addresses, later, left, log).await
 }
 
 /// The client could not even be found: say so wherever is safe, and exit.

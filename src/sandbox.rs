@@ -214,7 +214,14 @@ const CALLS: &[(libc::c_long, Check)] = &[
     (libc::SYS_splice, Check::Any),
     (
         libc::SYS_ioctl,
-        Check::OneOf(1, &[libc::FIONREAD as u32, sys::SIOCATMARK as u32]),
+        Check::OneOf(
+            1,
+            &[
+                libc::FIONREAD as u32,
+                sys::SIOCATMARK as u32,
+                sys::SIOCOUTQ as u32,
+            ],
+        ),
     ),
     (libc::SYS_epoll_create1, Check::Any),
     (libc::SYS_epoll_ctl, Check::Any),

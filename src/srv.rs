@@ -20,7 +20,7 @@ use crate::runtime;
 /// Where one record sends the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
-    /// The record's target, without the root's dot.
+    /// The record's target, an absolute name (with the root's dot): no search list applies.
     pub name: String,
     pub port: u16,
     /// Its addresses from the reply's additional section, of the families asked for; empty
@@ -56,21 +56,24 @@ pub async fn resolve(name: &str, options: &Options<'_>, log: &mut Log) -> Result
         .into_iter()
         .filter(|(srv, _)| !srv.target.is_root())
         .map(|(srv, glue)| Host {
-            name: without_root(&srv.target),
+            name: srv.target.to_ascii(),
             port: srv.port,
             glue,
         })
         .collect();
     log.step(format_args!(
         "{name} publishes {}",
-        Joined(hosts.iter().map(|h| format!("{}:{}", h.name, h.port)))
+        Joined(hosts.iter().map(Host::label))
     ));
     Ok(hosts)
 }
 
-fn without_root(name: &Name) -> String {
-    let text = name.to_ascii();
-    text.strip_suffix('.').map(str::to_owned).unwrap_or(text)
+impl Host {
+    /// HOST:PORT as the session line names it, without the root's dot.
+    pub fn label(&self) -> String {
+        let name = self.name.strip_suffix('.').unwrap_or(&self.name);
+        format!("{name}:{}", self.port)
+    }
 }
 
 /// Why a name has no usable SRV records.
@@ -175,9 +178,11 @@ impl Random {
 }
 
 /// RFC 2782's order: priorities ascending; within one, records with weight 0 first, then
-/// repeatedly a draw of a number from 0 to the sum of the weights left, taking the first
-/// record whose running sum reaches it — so each is chosen next with a chance in
-/// proportion to its weight.
+/// repeatedly a draw of a number up to the sum of the weights left, taking the first record
+/// whose running sum reaches it. The RFC draws from 0, which gives weight-0 records their
+/// small chance (a draw of 0) but, once none is left, hands the first record a draw more
+/// than its weight: from there the draw starts at 1, so that each is chosen next with a
+/// chance in proportion to its weight. Records all of weight 0 go in a uniform order.
 pub fn order<T>(records: Vec<(SRV, T)>, random: &mut Random) -> Vec<(SRV, T)> {
     let mut by_priority: BTreeMap<u16, Vec<(SRV, T)>> = BTreeMap::new();
     for record in records {
@@ -191,15 +196,21 @@ pub fn order<T>(records: Vec<(SRV, T)>, random: &mut Random) -> Vec<(SRV, T)> {
         left.sort_by_key(|(srv, _)| srv.weight != 0);
         while !left.is_empty() {
             let total: u32 = left.iter().map(|(srv, _)| u32::from(srv.weight)).sum();
-            let draw = random.up_to(total);
-            let mut running = 0;
-            let chosen = left
-                .iter()
-                .position(|(srv, _)| {
-                    running += u32::from(srv.weight);
-                    running >= draw
-                })
-                .unwrap_or(0);
+            let chosen = if total == 0 {
+                random.up_to(left.len() as u32 - 1) as usize
+            } else {
+                let draw = match left[0].0.weight {
+                    0 => random.up_to(total),
+                    _ => 1 + random.up_to(total - 1),
+                };
+                let mut running = 0;
+                left.iter()
+                    .position(|(srv, _)| {
+                        running += u32::from(srv.weight);
+                        running >= draw
+                    })
+                    .unwrap_or(0)
+            };
             ordered.push(left.remove(chosen));
         }
     }
@@ -243,12 +254,34 @@ mod tests {
             assert_eq!(ordered.len(), 3, "every record, once");
             *first.entry(targets(&ordered)[0].clone()).or_default() += 1;
         }
-        // Expected 1,000, 3,000 and 6,000 of 10,000 (weights / 101 draws, nearly); the
-        // bounds are several standard deviations wide, and the seed is fixed.
+        // Expected 1,000, 3,000 and 6,000 of 10,000; the bounds are four standard
+        // deviations wide, and the seed is fixed.
         let share = |name: &str| first[name];
-        assert!((800..1_200).contains(&share("light.")), "{first:?}");
-        assert!((2_700..3_300).contains(&share("heavy.")), "{first:?}");
-        assert!((5_600..6_400).contains(&share("most.")), "{first:?}");
+        assert!((880..1_120).contains(&share("light.")), "{first:?}");
+        assert!((2_820..3_180).contains(&share("heavy.")), "{first:?}");
+        assert!((5_800..6_200).contains(&share("most.")), "{first:?}");
+    }
+
+    #[test]
+    fn the_first_record_listed_gets_no_draw_more_than_its_weight() {
+        // RFC 2782's draw from 0 would send the first-listed 2 in 5 here, not 1 in 4.
+        let records = vec![srv(10, 1, "light."), srv(10, 3, "heavy.")];
+        let mut random = Random(3);
+        let light_first = (0..10_000)
+            .filter(|_| targets(&order(records.clone(), &mut random))[0] == "light.")
+            .count();
+        // Expected 2,500; four standard deviations: 173.
+        assert!((2_327..2_673).contains(&light_first), "{light_first}");
+    }
+
+    #[test]
+    fn records_all_of_weight_zero_take_turns_first() {
+        let records = vec![srv(10, 0, "a."), srv(10, 0, "b.")];
+        let mut random = Random(5);
+        let a_first = (0..1_000)
+            .filter(|_| targets(&order(records.clone(), &mut random))[0] == "a.")
+            .count();
+        assert!((400..600).contains(&a_first), "{a_first}");
     }
 
     #[test]
@@ -261,7 +294,7 @@ mod tests {
             assert_eq!(ordered.len(), 2);
             zero_first += u32::from(targets(&ordered)[0] == "zero.");
         }
-        // Chosen first only when the draw is 0: one chance in 51.
-        assert!((5..60).contains(&zero_first), "{zero_first}");
+        // Chosen first only when the draw is 0: one chance in 51 (about 20 of 1,000).
+        assert!((5..45).contains(&zero_first), "{zero_first}");
     }
 }

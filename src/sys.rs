@@ -299,6 +299,15 @@ pub fn set_keepalive(
     Ok(())
 }
 
+/// Bytes sent on `fd` that the peer has not taken yet (SIOCOUTQ): for a unix datagram
+/// socket, what still waits in the receiver's queue.
+pub fn unread_by_peer(fd: RawFd) -> io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int into memory we own.
+    check(unsafe { libc::ioctl(fd, SIOCOUTQ, &raw mut queued) })?;
+    Ok(usize::try_from(queued).unwrap_or(0))
+}
+
 /// Fills `buf` from the kernel's random pool, or leaves it as it was if that fails: what it
 /// seeds (the order of SRV records of one priority) then loses its randomness, nothing else.
 pub fn random(buf: &mut [u8]) {
@@ -563,6 +572,8 @@ pub fn landlock_restrict_self(ruleset: &OwnedFd) -> io::Result<()> {
 /// The socket ioctl that tells whether the read position is at the urgent mark
 /// (<linux/sockios.h>; the libc crate does not name it).
 pub const SIOCATMARK: libc::Ioctl = 0x8905;
+/// linux/sockios.h: the same number as TIOCOUTQ.
+pub const SIOCOUTQ: libc::Ioctl = 0x5411;
 
 /// Fresh private memory of `len` bytes, read-write, zero-filled as each page is first touched.
 #[cfg(not(miri))]

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, TcpListener};
 use std::process::Stdio;
 
-use crate::support::backend::{Backend, Refusing, banner, read_banner, serve};
+use crate::support::backend::{Backend, BlackHole, Refusing, banner, read_banner, serve};
 use crate::support::dns::{DnsServer, Record};
 use crate::support::launch::{Launcher, assert_exit, run};
 
@@ -68,6 +68,31 @@ fn a_dead_first_host_falls_through_to_the_next() {
     let launcher = Launcher::inetd(&[dns.arg(), SERVICE.into()]);
     assert_eq!(read_banner(&mut launcher.connect()), "alive");
     assert_eq!(alive.accepted(), 1);
+}
+
+#[test]
+fn a_host_that_never_answers_leaves_time_for_the_next() {
+    let hole = BlackHole::new(TcpListener::bind("127.0.0.2:0").unwrap());
+    let alive = backend("127.0.0.3", "alive");
+    let dns = DnsServer::start();
+    dns.set(
+        SERVICE,
+        &[
+            srv(10, 0, hole.address.port(), "hole.test"),
+            srv(20, 0, alive.address.port(), "alive.test"),
+        ],
+    );
+    dns.set("hole.test", &[a("127.0.0.2")]);
+    dns.set("alive.test", &[a("127.0.0.3")]);
+    // The first host gets half the time, and the second the rest.
+    let args = [
+        "--connect-timeout".into(),
+        "4".into(),
+        dns.arg(),
+        SERVICE.into(),
+    ];
+    let launcher = Launcher::inetd(&args);
+    assert_eq!(read_banner(&mut launcher.connect()), "alive");
 }
 
 #[test]

@@ -313,6 +313,10 @@ fn each_session_is_a_journal_entry_whose_fields_say_where_it_went() {
             assert!(entry.contains(&field), "{field} missing from {entry}");
         }
         assert!(entry.contains(r#""DYNPROXY_DURATION_USEC":""#), "{entry}");
+        assert!(
+            entry.contains(r#""_SYSTEMD_UNIT":"dynproxy-postgres@"#),
+            "{entry}"
+        );
     }
     let to_php = entries(manager, &["DYNPROXY_BACKEND=127.0.0.2:9000"]);
     assert_eq!(to_php.len(), 1, "{to_php:?}");

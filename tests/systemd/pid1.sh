@@ -8,6 +8,9 @@ WORK=$1
 UNIT_PATH=$WORK/units
 mount --make-rprivate /
 if [ -e "$WORK/packaged" ]; then
+  case $WORK in /usr/*|/etc/*|/var/*)   # an overlay's changes cannot lie inside it
+    echo "pid1.sh: the work directory $WORK must not be under /usr, /etc or /var" >&2; exit 1;;
+  esac
   # A scratch system for installing packages (tests/package): /usr, /etc and /var writable
   # in this namespace only (overlays whose changes stay in the work directory), the
   # system's unit directories empty, searched after the base units; no dynproxy but what a
