@@ -2,7 +2,7 @@
 //! controls publishes, tried in RFC 2782's order, each host under the same rules as a
 //! HOST:PORT target.
 
-use std::net::{IpAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::Stdio;
 
 use crate::support::backend::{Backend, BlackHole, Refusing, banner, read_banner, serve};
@@ -11,18 +11,30 @@ use crate::support::launch::{Launcher, assert_exit, run};
 
 const SERVICE: &str = "_pg._tcp.svc.test";
 
-fn srv(priority: u16, weight: u16, port: u16, target: &str) -> Record {
-    Record::Srv {
-        priority,
-        weight,
-        port,
-        target: target.into(),
-        glue: vec![],
-    }
-}
+/// One SRV record of SERVICE: (priority, weight, host name, where the host is).
+type Published<'a> = (u16, u16, &'a str, SocketAddr);
 
-fn a(ip: &str) -> Record {
-    Record::A(ip.parse().unwrap())
+/// A DNS server publishing `hosts` for SERVICE, each host's name with an A record.
+fn publishing(hosts: &[Published<'_>]) -> DnsServer {
+    let dns = DnsServer::start();
+    let records: Vec<Record> = hosts
+        .iter()
+        .map(|&(priority, weight, name, address)| Record::Srv {
+            priority,
+            weight,
+            port: address.port(),
+            target: name.into(),
+            glue: vec![],
+        })
+        .collect();
+    dns.set(SERVICE, &records);
+    for &(_, _, name, address) in hosts {
+        dns.set(
+            name,
+            &[Record::A(address.ip().to_string().parse().unwrap())],
+        );
+    }
+    dns
 }
 
 /// A backend on `ip` (any port) that says `name`.
@@ -30,20 +42,21 @@ fn backend(ip: &str, name: &'static str) -> Backend {
     serve(TcpListener::bind((ip, 0)).unwrap(), banner(name))
 }
 
+/// The name of the backend a session of `args` (then SERVICE) reaches.
+fn reached(dns: &DnsServer, args: &[&str]) -> String {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend([dns.arg(), SERVICE.into()]);
+    read_banner(&mut Launcher::inetd(&all).connect())
+}
+
 #[test]
 fn the_lowest_priority_host_is_reached_and_named_in_the_session_line() {
     let first = backend("127.0.0.2", "first");
     let second = backend("127.0.0.3", "second");
-    let dns = DnsServer::start();
-    dns.set(
-        SERVICE,
-        &[
-            srv(20, 0, second.address.port(), "db2.test"),
-            srv(10, 0, first.address.port(), "db1.test"),
-        ],
-    );
-    dns.set("db1.test", &[a("127.0.0.2")]);
-    dns.set("db2.test", &[a("127.0.0.3")]);
+    let dns = publishing(&[
+        (20, 0, "db2.test", second.address),
+        (10, 0, "db1.test", first.address),
+    ]);
     let launcher = Launcher::inetd(&[dns.arg(), SERVICE.into()]);
     assert_eq!(read_banner(&mut launcher.connect()), "first");
     let line = launcher.sessions(1).remove(0);
@@ -55,60 +68,33 @@ fn the_lowest_priority_host_is_reached_and_named_in_the_session_line() {
 fn a_dead_first_host_falls_through_to_the_next() {
     let dead = Refusing::on("127.0.0.2", 0).unwrap();
     let alive = backend("127.0.0.3", "alive");
-    let dns = DnsServer::start();
-    dns.set(
-        SERVICE,
-        &[
-            srv(10, 0, dead.address.port(), "dead.test"),
-            srv(20, 0, alive.address.port(), "alive.test"),
-        ],
-    );
-    dns.set("dead.test", &[a("127.0.0.2")]);
-    dns.set("alive.test", &[a("127.0.0.3")]);
-    let launcher = Launcher::inetd(&[dns.arg(), SERVICE.into()]);
-    assert_eq!(read_banner(&mut launcher.connect()), "alive");
-    assert_eq!(alive.accepted(), 1);
+    let dns = publishing(&[
+        (10, 0, "dead.test", dead.address),
+        (20, 0, "alive.test", alive.address),
+    ]);
+    assert_eq!(reached(&dns, &[]), "alive");
 }
 
 #[test]
 fn a_host_that_never_answers_leaves_time_for_the_next() {
     let hole = BlackHole::new(TcpListener::bind("127.0.0.2:0").unwrap());
     let alive = backend("127.0.0.3", "alive");
-    let dns = DnsServer::start();
-    dns.set(
-        SERVICE,
-        &[
-            srv(10, 0, hole.address.port(), "hole.test"),
-            srv(20, 0, alive.address.port(), "alive.test"),
-        ],
-    );
-    dns.set("hole.test", &[a("127.0.0.2")]);
-    dns.set("alive.test", &[a("127.0.0.3")]);
+    let dns = publishing(&[
+        (10, 0, "hole.test", hole.address),
+        (20, 0, "alive.test", alive.address),
+    ]);
     // The first host gets half the time, and the second the rest.
-    let args = [
-        "--connect-timeout".into(),
-        "4".into(),
-        dns.arg(),
-        SERVICE.into(),
-    ];
-    let launcher = Launcher::inetd(&args);
-    assert_eq!(read_banner(&mut launcher.connect()), "alive");
+    assert_eq!(reached(&dns, &["--connect-timeout", "4"]), "alive");
 }
 
 #[test]
 fn weights_share_the_sessions_of_one_priority() {
     let light = backend("127.0.0.2", "light");
     let heavy = backend("127.0.0.3", "heavy");
-    let dns = DnsServer::start();
-    dns.set(
-        SERVICE,
-        &[
-            srv(10, 1, light.address.port(), "light.test"),
-            srv(10, 3, heavy.address.port(), "heavy.test"),
-        ],
-    );
-    dns.set("light.test", &[a("127.0.0.2")]);
-    dns.set("heavy.test", &[a("127.0.0.3")]);
+    let dns = publishing(&[
+        (10, 1, "light.test", light.address),
+        (10, 3, "heavy.test", heavy.address),
+    ]);
     let launcher = Launcher::inetd(&[dns.arg(), SERVICE.into()]);
     let sessions = 200;
     let mut to_light = 0;
@@ -138,15 +124,23 @@ fn the_additional_section_gives_a_hosts_addresses_without_a_query() {
         }],
     );
     // glued.test itself does not exist: asked, it would be NXDOMAIN.
-    let launcher = Launcher::inetd(&[dns.arg(), SERVICE.into()]);
-    assert_eq!(read_banner(&mut launcher.connect()), "glued");
+    assert_eq!(reached(&dns, &[]), "glued");
     assert_eq!(dns.queries(), 1, "the SRV query alone");
 }
 
 #[test]
 fn a_lone_dot_target_means_the_service_is_not_there() {
     let dns = DnsServer::start();
-    dns.set(SERVICE, &[srv(0, 0, 0, ".")]);
+    dns.set(
+        SERVICE,
+        &[Record::Srv {
+            priority: 0,
+            weight: 0,
+            port: 0,
+            target: ".".into(),
+            glue: vec![],
+        }],
+    );
     let out = run(&[dns.arg(), SERVICE.into()], Stdio::null());
     let stderr = assert_exit(&out, 68);
     assert!(stderr.contains("not available"), "{stderr}");
@@ -164,19 +158,11 @@ fn an_srv_name_that_does_not_exist_is_no_such_name() {
 fn a_host_refused_by_the_policy_is_passed_over_for_the_next() {
     let refused = backend("127.0.0.2", "refused");
     let allowed = backend("127.0.0.3", "allowed");
-    let dns = DnsServer::start();
-    dns.set(
-        SERVICE,
-        &[
-            srv(10, 0, refused.address.port(), "one.test"),
-            srv(20, 0, allowed.address.port(), "two.test"),
-        ],
-    );
-    dns.set("one.test", &[a("127.0.0.2")]);
-    dns.set("two.test", &[a("127.0.0.3")]);
-    let deny = ["--deny".to_string(), "127.0.0.2/32".into()];
-    let launcher = Launcher::inetd(&[&deny[..], &[dns.arg(), SERVICE.into()]].concat());
-    assert_eq!(read_banner(&mut launcher.connect()), "allowed");
+    let dns = publishing(&[
+        (10, 0, "one.test", refused.address),
+        (20, 0, "two.test", allowed.address),
+    ]);
+    assert_eq!(reached(&dns, &["--deny", "127.0.0.2/32"]), "allowed");
     assert_eq!(
         refused.accepted(),
         0,
@@ -187,25 +173,17 @@ fn a_host_refused_by_the_policy_is_passed_over_for_the_next() {
 #[test]
 fn every_host_refused_by_the_policy_is_77() {
     let refused = backend("127.0.0.2", "refused");
-    let dns = DnsServer::start();
-    dns.set(
-        SERVICE,
-        &[
-            srv(10, 0, refused.address.port(), "one.test"),
-            srv(20, 0, refused.address.port(), "two.test"),
-        ],
-    );
-    dns.set("one.test", &[a("127.0.0.2")]);
-    dns.set("two.test", &[a("127.0.0.2")]);
-    let out = run(
-        &[
-            "--deny".into(),
-            "127.0.0.0/8".into(),
-            dns.arg(),
-            SERVICE.to_string(),
-        ],
-        Stdio::null(),
-    );
+    let dns = publishing(&[
+        (10, 0, "one.test", refused.address),
+        (20, 0, "two.test", refused.address),
+    ]);
+    let args = [
+        "--deny".into(),
+        "127.0.0.0/8".into(),
+        dns.arg(),
+        SERVICE.into(),
+    ];
+    let out = run(&args, Stdio::null());
     let stderr = assert_exit(&out, 77);
     assert!(
         stderr.contains("one.test") && stderr.contains("two.test"),

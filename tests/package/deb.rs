@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 
 use crate::manager::Manager;
-use crate::support::backend::{Backend, Conn, banner, read_banner, serve};
+use crate::support::backend::{Backend, banner, exchange, serve};
 use crate::support::dns::{DnsServer, Record};
 use crate::support::{TempDir, WAIT, wait_for};
 use crate::{VERSION, package, run, text};
@@ -73,16 +73,6 @@ impl Host {
         );
         listing.lines().map(str::to_owned).collect()
     }
-}
-
-/// Reads the backend's name, sends "ping", half-closes, reads the echo.
-fn exchange(mut stream: impl Conn) -> (String, String) {
-    let name = read_banner(&mut stream);
-    stream.write_all(b"ping").unwrap();
-    stream.close_write();
-    let mut echo = String::new();
-    stream.read_to_string(&mut echo).unwrap();
-    (name, echo)
 }
 
 #[test]

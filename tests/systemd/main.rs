@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use manager::Manager;
-use support::backend::{Backend, Conn, banner, read_banner, serve};
+use support::backend::{Backend, banner, exchange, read_banner, serve};
 use support::dns::{DnsServer, Record};
 use support::{WAIT, wait_for};
 
@@ -90,16 +90,6 @@ fn postgres_client() -> TcpStream {
     let stream = TcpStream::connect("127.0.0.1:15432").unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream
-}
-
-/// Reads the backend's name, sends "ping", half-closes, reads the echo.
-fn exchange(mut stream: impl Conn) -> (String, String) {
-    let name = read_banner(&mut stream);
-    stream.write_all(b"ping").unwrap();
-    stream.close_write();
-    let mut echo = String::new();
-    stream.read_to_string(&mut echo).unwrap();
-    (name, echo)
 }
 
 #[test]

@@ -39,6 +39,14 @@ pub fn say<C: Conn>(conn: &mut C, bytes: &[u8]) -> Vec<u8> {
     reply
 }
 
+/// A banner backend's whole exchange, as a client sees it: the backend's name, then the
+/// echo of "ping" sent and half-closed.
+pub fn exchange(mut stream: impl Conn) -> (String, String) {
+    let name = read_banner(&mut stream);
+    let echo = say(&mut stream, b"ping");
+    (name, String::from_utf8(echo).unwrap())
+}
+
 /// Sends `bytes` to an echo and reads as many back, without ending the stream.
 pub fn echoed<C: Read + Write>(conn: &mut C, bytes: &[u8]) -> Vec<u8> {
     conn.write_all(bytes).unwrap();
