@@ -160,14 +160,10 @@ fn unpacked() -> TempDir {
     dir
 }
 
+/// A man page of the unpacked package, uncompressed.
 fn man_page(root: &TempDir, name: &str) -> String {
     let page = root.join(&format!("usr/share/man/man8/{name}.gz"));
-    let mut gunzip = std::process::Command::new("gzip")
-        .args(["-dc", &page.to_string_lossy()])
-        .output()
-        .unwrap();
-    assert!(gunzip.status.success(), "{}", text(&gunzip));
-    String::from_utf8(std::mem::take(&mut gunzip.stdout)).unwrap()
+    run("gzip", &["-dc", &page.to_string_lossy()])
 }
 
 #[test]
