@@ -483,10 +483,10 @@ fn conclude(host: &str, family: Family, answers: Vec<Answer>) -> Result<Vec<IpAd
         return Ok(addresses);
     }
     if let Some(why) = failure {
-        return Err(Error::DnsTemporary(format!("cannot resolve {host}: {why}")));
+        return Err(failed(host, &why));
     }
     if nxdomain {
-        return Err(Error::NoAddress(format!("{host}: no such name (NXDOMAIN)")));
+        return Err(no_such_name(host));
     }
     let which = match family {
         Family::Any => "address",
@@ -494,6 +494,16 @@ fn conclude(host: &str, family: Family, answers: Vec<Answer>) -> Result<Vec<IpAd
         Family::V6 => "IPv6 address",
     };
     Err(Error::NoAddress(format!("{host} has no {which}")))
+}
+
+/// DNS failed for `host` (75), worded alike for addresses and SRV records.
+pub fn failed(host: &str, why: &str) -> Error {
+    Error::DnsTemporary(format!("cannot resolve {host}: {why}"))
+}
+
+/// `host` does not exist (68), worded alike for addresses and SRV records.
+pub fn no_such_name(host: &str) -> Error {
+    Error::NoAddress(format!("{host}: no such name (NXDOMAIN)"))
 }
 
 fn servers(config: &ResolverConfig) -> impl fmt::Display + '_ {

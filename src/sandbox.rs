@@ -2,7 +2,9 @@
 //! before it reads a byte of DNS or of the client. Cheap system calls of its own instead of
 //! the mount namespaces systemd would build for each connection (units/README.md says which
 //! unit setting each layer stands in for):
-//! - no new privileges, no child processes, no core dumps;
+//! - no new privileges, no child processes, no core dumps (but no RLIMIT_FSIZE: the only
+//!   files a session can write are those open before, such as a log file an inetd made its
+//!   stderr, and a limit would kill it with SIGXFSZ when it logs);
 //! - Landlock: no file opened but those resolving reads (/etc/hosts, /etc/resolv.conf), no
 //!   TCP connection but to the ports the session needs, no TCP port bound, no signal and no
 //!   abstract unix socket outside the session's own domain;

@@ -86,9 +86,9 @@ enum Missing {
 impl Missing {
     fn for_name(self, name: &str) -> Error {
         match self {
-            Missing::NoSuchName => Error::NoAddress(format!("{name}: no such name (NXDOMAIN)")),
+            Missing::NoSuchName => resolve::no_such_name(name),
             Missing::NoRecords => Error::NoAddress(format!("{name} has no SRV record")),
-            Missing::Failed(why) => Error::DnsTemporary(format!("cannot resolve {name}: {why}")),
+            Missing::Failed(why) => resolve::failed(name, &why),
         }
     }
 }
