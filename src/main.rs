@@ -32,7 +32,7 @@ use dynproxy::relay::{Relay, Totals, Waiter};
 use dynproxy::resolve::{self, Family};
 use dynproxy::sandbox::Unix;
 use dynproxy::target::Target;
-use dynproxy::{hosts, proxy_header, runtime, sandbox, srv, sys};
+use dynproxy::{proxy_header, runtime, sandbox, srv, sys};
 
 /// A session's start-up allocations cost an add each, not a trip through musl's mmap/munmap.
 #[global_allocator]
@@ -78,8 +78,13 @@ fn main() -> ExitCode {
     );
     // Reopening the client's pipes or terminal privately opens files: before the sandbox.
     let stream = client.nonblocking();
+    // Read now: the sandbox leaves the session no file to open.
+    let system = match args.target {
+        Target::Name { .. } | Target::Srv(_) => resolve::System::read(&args.nameservers),
+        _ => resolve::System::unread(),
+    };
     confine(&args, &mut log);
-    let (ending, totals, backend) = session(&args, &client, &stream, &mut log);
+    let (ending, totals, backend) = session(&args, &system, &client, &stream, &mut log);
     let status = ending.exit_code();
     let signal = if let Ending::Signal(signal) = ending {
         Some(signal)
@@ -101,27 +106,25 @@ fn main() -> ExitCode {
     status
 }
 
-/// The sandbox (src/sandbox.rs), sized to what the rest of this session needs: the files
-/// and ports of resolving a name, the backend's port, or its unix socket.
+/// The sandbox (src/sandbox.rs), sized to what the rest of this session needs: the ports of
+/// resolving a name, the backend's port, or its unix socket.
 fn confine(args: &Args, log: &mut Log) {
-    let resolving: &[&str] = &[hosts::PATH, resolve::RESOLV_CONF];
     let mut dns_ports: Vec<u16> = args.nameservers.iter().map(|a| a.port()).collect();
     if dns_ports.is_empty() {
         dns_ports.push(53); // resolv.conf's servers
     }
-    let (reads, tcp_ports, unix): (&[&str], Option<Vec<u16>>, _) = match &args.target {
+    let (tcp_ports, unix) = match &args.target {
         Target::Name { port, .. } => {
             dns_ports.push(*port);
-            (resolving, Some(dns_ports), Unix::No)
+            (Some(dns_ports), Unix::No)
         }
         // The backends' ports are DNS's to say.
-        Target::Srv(_) => (resolving, None, Unix::No),
-        Target::Addr(address) => (&[], Some(vec![address.port()]), Unix::No),
-        Target::Path(_) => (&[], Some(vec![]), Unix::Path),
-        Target::Abstract(_) => (&[], Some(vec![]), Unix::Abstract),
+        Target::Srv(_) => (None, Unix::No),
+        Target::Addr(address) => (Some(vec![address.port()]), Unix::No),
+        Target::Path(_) => (Some(vec![]), Unix::Path),
+        Target::Abstract(_) => (Some(vec![]), Unix::Abstract),
     };
     let needs = sandbox::Needs {
-        reads,
         tcp_ports: tcp_ports.as_deref(),
         unix,
     };
@@ -133,6 +136,7 @@ fn confine(args: &Args, log: &mut Log) {
 /// Connects and relays; returns how it ended, the byte counts and the backend reached.
 fn session(
     args: &Args,
+    system: &resolve::System,
     client: &Client,
     stream: &Nonblocking,
     log: &mut Log,
@@ -141,7 +145,7 @@ fn session(
         Ok(waiter) => waiter,
         Err(error) => return (Ending::Failed(error), Totals::default(), None),
     };
-    let (backend, waiter) = match connect_backend(args, waiter, log) {
+    let (backend, waiter) = match connect_backend(args, system, waiter, log) {
         Ok(connected) => connected,
         Err(error) => return (Ending::Failed(error), Totals::default(), None),
     };
@@ -248,7 +252,12 @@ fn keep_alive(args: &Args, client: &Client, backend: &Backend, log: &mut Log) {
 }
 
 /// The backend, connected; the waiter comes back from lending its epoll to the runtime.
-fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backend, Waiter), Error> {
+fn connect_backend(
+    args: &Args,
+    system: &resolve::System,
+    waiter: Waiter,
+    log: &mut Log,
+) -> Result<(Backend, Waiter), Error> {
     let family = match (args.ipv4_only, args.ipv6_only) {
         (true, _) => Family::V4,
         (_, true) => Family::V6,
@@ -260,7 +269,7 @@ fn connect_backend(args: &Args, waiter: Waiter, log: &mut Log) -> Result<(Backen
         deny: args.deny.clone(),
     };
     let options = resolve::Options {
-        nameservers: &args.nameservers,
+        system,
         timeout: args.resolve_timeout,
         family,
     };

@@ -63,9 +63,38 @@ impl Family {
     }
 }
 
+/// What resolving needs of the machine, read before the sandbox (src/sandbox.rs) leaves the
+/// session no file to open: the hosts file, and resolv.conf as parsed, which takes the host's
+/// own domain from its name when resolv.conf has no search list.
+pub struct System {
+    hosts: Vec<u8>,
+    /// Servers (resolv.conf's or --nameserver's), search list and options; or why
+    /// resolv.conf cannot be used.
+    dns: Result<(ResolverConfig, ResolverOpts), String>,
+}
+
+impl System {
+    /// A missing or unreadable hosts file pins nothing; a missing resolv.conf, or one without
+    /// servers, means 127.0.0.1, as with glibc. `nameservers`, if any, replace its servers.
+    pub fn read(nameservers: &[SocketAddr]) -> System {
+        let resolv_conf = fs::read(RESOLV_CONF).unwrap_or_default();
+        System {
+            hosts: fs::read(hosts::PATH).unwrap_or_default(),
+            dns: system_config(resolv_conf, nameservers),
+        }
+    }
+
+    /// For a target that resolves nothing: nothing read, and every lookup fails.
+    pub fn unread() -> System {
+        System {
+            hosts: Vec::new(),
+            dns: Err(format!("{RESOLV_CONF} was not read")),
+        }
+    }
+}
+
 pub struct Options<'a> {
-    /// Replace resolv.conf's servers with these.
-    pub nameservers: &'a [SocketAddr],
+    pub system: &'a System,
     /// The whole lookup's bound; resolv.conf's timeout × attempts when None.
     pub timeout: Option<Duration>,
     pub family: Family,
@@ -101,7 +130,7 @@ pub async fn resolve(
     options: &Options<'_>,
     log: &mut Log,
 ) -> Result<Found, Error> {
-    if let Some((addresses, source)) = local(host, options.family) {
+    if let Some((addresses, source)) = local(host, &options.system.hosts, options.family) {
         log.step(format_args!(
             "{host} has {} ({source})",
             Joined(addresses.iter())
@@ -121,8 +150,8 @@ fn with_port(addresses: Vec<IpAddr>, port: u16) -> Vec<SocketAddr> {
 
 /// What the machine itself says of `host`, never asked of DNS: /etc/hosts, then the
 /// loopback addresses for localhost names (RFC 6761).
-fn local(host: &str, family: Family) -> Option<(Vec<IpAddr>, &'static str)> {
-    let mut pinned = hosts::lookup(&fs::read(hosts::PATH).unwrap_or_default(), host);
+fn local(host: &str, hosts_file: &[u8], family: Family) -> Option<(Vec<IpAddr>, &'static str)> {
+    let mut pinned = hosts::lookup(hosts_file, host);
     pinned.retain(|ip| family.allows(*ip));
     if !pinned.is_empty() {
         return Some((pinned, hosts::PATH));
@@ -181,7 +210,7 @@ pub(crate) fn open_dns(
     options: &Options<'_>,
     log: &mut Log,
 ) -> Result<(Rc<Dns>, Duration), Error> {
-    let (config, mut resolver_options) = system_config(options.nameservers)?;
+    let (config, mut resolver_options) = options.system.dns.clone().map_err(Error::DnsTemporary)?;
     let bound = options.timeout.unwrap_or(
         resolver_options.timeout * u32::try_from(resolver_options.attempts.max(1)).unwrap_or(1),
     );
@@ -213,13 +242,15 @@ fn is_localhost(host: &str) -> bool {
 }
 
 /// resolv.conf as glibc reads it: a missing file or one without servers means 127.0.0.1.
-fn system_config(nameservers: &[SocketAddr]) -> Result<(ResolverConfig, ResolverOpts), Error> {
-    let mut text = fs::read(RESOLV_CONF).unwrap_or_default();
+fn system_config(
+    mut text: Vec<u8>,
+    nameservers: &[SocketAddr],
+) -> Result<(ResolverConfig, ResolverOpts), String> {
     if !has_nameserver(&text) {
         text.extend_from_slice(b"\nnameserver 127.0.0.1\n");
     }
-    let (config, options) = parse_resolv_conf(&text)
-        .map_err(|e| Error::DnsTemporary(format!("cannot use {RESOLV_CONF}: {e}")))?;
+    let (config, options) =
+        parse_resolv_conf(&text).map_err(|e| format!("cannot use {RESOLV_CONF}: {e}"))?;
     if nameservers.is_empty() {
         return Ok((config, options));
     }

@@ -465,9 +465,7 @@ pub fn set_seccomp_filter(program: &[libc::sock_filter]) -> io::Result<()> {
 /// Landlock's structures and constants (linux/landlock.h), which the libc crate lacks.
 pub mod landlock {
     pub const CREATE_RULESET_VERSION: u32 = 1;
-    pub const RULE_PATH_BENEATH: u32 = 1;
     pub const RULE_NET_PORT: u32 = 2;
-    pub const ACCESS_FS_READ_FILE: u64 = 1 << 2;
     pub const ACCESS_NET_BIND_TCP: u64 = 1 << 0;
     pub const ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
     pub const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
@@ -479,12 +477,6 @@ pub mod landlock {
         pub handled_access_net: u64,
         /// Since ABI 6; a kernel before it takes the struct without this field.
         pub scoped: u64,
-    }
-
-    #[repr(C, packed)]
-    pub struct PathBeneathAttr {
-        pub allowed_access: u64,
-        pub parent_fd: i32,
     }
 
     #[repr(C)]
@@ -516,25 +508,6 @@ pub fn landlock_ruleset(attr: &landlock::RulesetAttr, size: usize) -> io::Result
     let fd = RawFd::try_from(check(fd)?).map_err(|_| io::Error::other("bad descriptor"))?;
     // SAFETY: the call returned a new descriptor that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Lets the ruleset's domain have `access` to the file or directory at `path` (symbolic
-/// links followed).
-pub fn landlock_allow_path(ruleset: &OwnedFd, path: &str, access: u64) -> io::Result<()> {
-    let path = CString::new(path).map_err(|_| io::Error::other("a NUL in the path"))?;
-    // SAFETY: open reads the NUL-terminated path; O_PATH opens for reference only.
-    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
-    // SAFETY: open returned a new descriptor that nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let rule = landlock::PathBeneathAttr {
-        allowed_access: access,
-        parent_fd: fd.as_raw_fd(),
-    };
-    landlock_add_rule(
-        ruleset,
-        landlock::RULE_PATH_BENEATH,
-        (&raw const rule).cast(),
-    )
 }
 
 /// Lets the ruleset's domain have `access` (bind or connect) to TCP port `port`.

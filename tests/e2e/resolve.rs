@@ -171,13 +171,15 @@ fn silent_dns_exits_75_after_the_resolve_timeout() {
 /// stdin. resolv.conf has no port, so its servers sit on port 53 of loopback addresses of
 /// their own (127.53.0.x).
 fn with_resolv_conf(resolv_conf: &str, target: &str, input: &[u8]) -> std::process::Output {
-    with_system_files(resolv_conf, None, target, input)
+    with_system_files(resolv_conf, None, None, target, input)
 }
 
-/// `with_resolv_conf`, and `hosts` as /etc/hosts if given.
+/// `with_resolv_conf`, and `hosts` as /etc/hosts and `hostname` as the host's name (a
+/// private UTS namespace), each if given.
 fn with_system_files(
     resolv_conf: &str,
     hosts: Option<&str>,
+    hostname: Option<&str>,
     target: &str,
     input: &[u8],
 ) -> std::process::Output {
@@ -195,18 +197,25 @@ fn with_system_files(
     } else {
         "true"
     };
+    let set_hostname = if hostname.is_some() {
+        r#"hostname "$2""#
+    } else {
+        "true"
+    };
     run_with_input(
         Command::new("unshare")
             .args([
                 "--mount",
+                "--uts",
                 "sh",
                 "-c",
                 &format!(
-                    r#"mount --bind "$0" /etc/resolv.conf && {mount_hosts} && shift && exec "$@""#
+                    r#"mount --bind "$0" /etc/resolv.conf && {mount_hosts} && {set_hostname} && shift 2 && exec "$@""#
                 ),
             ])
             .arg(&conf)
             .arg(&hosts_file)
+            .arg(hostname.unwrap_or_default())
             .arg(dynproxy())
             .arg(target),
         input,
@@ -252,6 +261,7 @@ fn a_hosts_file_name_resolves_whatever_the_search_list() {
     let out = with_system_files(
         "nameserver 127.53.0.3\nsearch internal.test\noptions ndots:5\n",
         Some("127.0.0.1 localhost\n127.0.0.1 db.pinned db\n"),
+        None,
         &format!("db:{}", echo.address.port()),
         b"from /etc/hosts",
     );
@@ -270,6 +280,7 @@ fn a_hosts_file_entry_is_not_overridden_by_dns() {
     let out = with_system_files(
         "nameserver 127.53.0.4\n",
         Some("127.0.0.1 Pinned.Test\n"),
+        None,
         &format!("pinned.test:{}", echo.address.port()),
         b"pinned",
     );
@@ -295,6 +306,25 @@ fn a_name_missing_as_given_is_found_under_the_search_list() {
 }
 
 #[test]
+fn without_a_search_list_the_host_s_own_domain_is_searched() {
+    // As glibc: the domain of the host's name stands for the search list resolv.conf lacks.
+    // The name is read before the sandbox; a static build read it after, and Landlock
+    // refused it.
+    let dns = DnsServer::start_on("127.53.0.7:53".parse().unwrap());
+    dns.set("app.site.test", &[a("127.0.0.1")]);
+    let echo = backend::echo("127.0.0.1");
+    let out = with_system_files(
+        "nameserver 127.53.0.7\noptions ndots:1\n",
+        None,
+        Some("box.site.test"),
+        &format!("app:{}", echo.address.port()),
+        b"in the host's domain",
+    );
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, b"in the host's domain");
+}
+
+#[test]
 fn localhost_is_loopback_without_dns_even_when_hosts_lacks_it() {
     // RFC 6761: localhost names are never asked of DNS.
     let dns = DnsServer::start_on("127.53.0.6:53".parse().unwrap());
@@ -303,6 +333,7 @@ fn localhost_is_loopback_without_dns_even_when_hosts_lacks_it() {
     let out = with_system_files(
         "nameserver 127.53.0.6\n",
         Some("# nothing\n"),
+        None,
         &format!("localhost:{}", echo.address.port()),
         b"loopback",
     );
