@@ -45,9 +45,8 @@ const KEEPALIVE: &str = "60,10,6";
 /// shell). It resolves TARGET, connects to the first address that answers (all addresses are
 /// tried, IPv6 and IPv4 interleaved), relays both directions until both are finished, logs one
 /// line and exits. Before it reads a byte of the client or of DNS it sandboxes itself: no new
-/// privileges and, where the kernel has them, Landlock (no file but /etc/hosts and
-/// /etc/resolv.conf, no TCP but to the ports it needs) and a seccomp allow-list; -v says
-/// which layer a kernel lacks.
+/// privileges and, where the kernel has them, Landlock (no file at all, no TCP but to the
+/// ports it needs) and a seccomp allow-list; -v says which layer a kernel lacks.
 #[derive(Debug, PartialEq, Parser)]
 #[command(name = "dynproxy", version, after_help = EXAMPLES)]
 pub struct Args {

@@ -80,8 +80,8 @@ fn main() -> ExitCode {
     let stream = client.nonblocking();
     // Read now: the sandbox leaves the session no file to open.
     let system = match args.target {
-        Target::Name { .. } | Target::Srv(_) => resolve::System::read(&args.nameservers),
-        _ => resolve::System::unread(),
+        Target::Name { .. } | Target::Srv(_) => resolve::System::read(),
+        _ => resolve::System::default(),
     };
     confine(&args, &mut log);
     let (ending, totals, backend) = session(&args, &system, &client, &stream, &mut log);
@@ -270,6 +270,7 @@ fn connect_backend(
     };
     let options = resolve::Options {
         system,
+        nameservers: &args.nameservers,
         timeout: args.resolve_timeout,
         family,
     };

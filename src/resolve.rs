@@ -35,6 +35,7 @@ use crate::error::Error;
 use crate::hosts;
 use crate::log::{Joined, Log, millis};
 use crate::runtime::{self, Provider};
+use crate::sys;
 
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
@@ -63,38 +64,42 @@ impl Family {
     }
 }
 
-/// What resolving needs of the machine, read before the sandbox (src/sandbox.rs) leaves the
-/// session no file to open: the hosts file, and resolv.conf as parsed, which takes the host's
-/// own domain from its name when resolv.conf has no search list.
+/// What resolving reads of the machine, read before the sandbox (src/sandbox.rs) leaves the
+/// session no file to open, and parsed only if DNS is asked. The default, for a target that
+/// resolves nothing, has nothing read.
+#[derive(Default)]
 pub struct System {
+    /// The hosts file; empty if missing or unreadable (it then pins nothing).
     hosts: Vec<u8>,
-    /// Servers (resolv.conf's or --nameserver's), search list and options; or why
-    /// resolv.conf cannot be used.
-    dns: Result<(ResolverConfig, ResolverOpts), String>,
+    /// resolv.conf; empty if missing or unreadable (its servers are then 127.0.0.1, as with
+    /// glibc).
+    resolv_conf: Vec<u8>,
+    /// The domain of the host's name (what follows its first dot), if it has one: what glibc
+    /// searches when resolv.conf has no search list.
+    host_domain: Option<String>,
 }
 
 impl System {
-    /// A missing or unreadable hosts file pins nothing; a missing resolv.conf, or one without
-    /// servers, means 127.0.0.1, as with glibc. `nameservers`, if any, replace its servers.
-    pub fn read(nameservers: &[SocketAddr]) -> System {
-        let resolv_conf = fs::read(RESOLV_CONF).unwrap_or_default();
+    pub fn read() -> System {
         System {
             hosts: fs::read(hosts::PATH).unwrap_or_default(),
-            dns: system_config(resolv_conf, nameservers),
+            resolv_conf: fs::read(RESOLV_CONF).unwrap_or_default(),
+            host_domain: sys::host_name().and_then(|name| domain_of(&name)),
         }
     }
+}
 
-    /// For a target that resolves nothing: nothing read, and every lookup fails.
-    pub fn unread() -> System {
-        System {
-            hosts: Vec::new(),
-            dns: Err(format!("{RESOLV_CONF} was not read")),
-        }
-    }
+/// What follows the first dot of a host's name, if that is a plausible domain.
+fn domain_of(host_name: &str) -> Option<String> {
+    let (_, domain) = host_name.split_once('.')?;
+    let plausible = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    (!domain.is_empty() && domain.chars().all(plausible)).then(|| domain.to_owned())
 }
 
 pub struct Options<'a> {
     pub system: &'a System,
+    /// Replace resolv.conf's servers with these.
+    pub nameservers: &'a [SocketAddr],
     /// The whole lookup's bound; resolv.conf's timeout × attempts when None.
     pub timeout: Option<Duration>,
     pub family: Family,
@@ -210,7 +215,7 @@ pub(crate) fn open_dns(
     options: &Options<'_>,
     log: &mut Log,
 ) -> Result<(Rc<Dns>, Duration), Error> {
-    let (config, mut resolver_options) = options.system.dns.clone().map_err(Error::DnsTemporary)?;
+    let (config, mut resolver_options) = system_config(options.system, options.nameservers)?;
     let bound = options.timeout.unwrap_or(
         resolver_options.timeout * u32::try_from(resolver_options.attempts.max(1)).unwrap_or(1),
     );
@@ -243,14 +248,26 @@ fn is_localhost(host: &str) -> bool {
 
 /// resolv.conf as glibc reads it: a missing file or one without servers means 127.0.0.1.
 fn system_config(
-    mut text: Vec<u8>,
+    system: &System,
     nameservers: &[SocketAddr],
-) -> Result<(ResolverConfig, ResolverOpts), String> {
-    if !has_nameserver(&text) {
+) -> Result<(ResolverConfig, ResolverOpts), Error> {
+    let mut text = Vec::new();
+    // Without a domain line, the parser takes the domain from the host's name, which a
+    // static build reads from /proc: a file the sandbox has closed by now. The same name,
+    // from uname before the sandbox, goes first as a domain line; a search line after it
+    // still wins, as the last of the two does in resolv.conf. (A name without a dot leaves
+    // the parser to try /proc, which the sandbox refuses: there is no domain to find.)
+    if let Some(domain) = &system.host_domain {
+        if !has_directive(&system.resolv_conf, b"domain") {
+            text.extend_from_slice(format!("domain {domain}\n").as_bytes());
+        }
+    }
+    text.extend_from_slice(&system.resolv_conf);
+    if !has_directive(&text, b"nameserver") {
         text.extend_from_slice(b"\nnameserver 127.0.0.1\n");
     }
-    let (config, options) =
-        parse_resolv_conf(&text).map_err(|e| format!("cannot use {RESOLV_CONF}: {e}"))?;
+    let (config, options) = parse_resolv_conf(&text)
+        .map_err(|e| Error::DnsTemporary(format!("cannot use {RESOLV_CONF}: {e}")))?;
     if nameservers.is_empty() {
         return Ok((config, options));
     }
@@ -266,10 +283,13 @@ fn system_config(
     Ok((config, options))
 }
 
-fn has_nameserver(resolv_conf: &[u8]) -> bool {
-    resolv_conf
-        .split(|&b| b == b'\n')
-        .any(|line| line.trim_ascii_start().starts_with(b"nameserver"))
+/// Whether a line of resolv.conf is a `keyword` directive.
+fn has_directive(resolv_conf: &[u8], keyword: &[u8]) -> bool {
+    resolv_conf.split(|&b| b == b'\n').any(|line| {
+        let rest = line.trim_ascii_start().strip_prefix(keyword);
+        rest.and_then(|rest| rest.first())
+            .is_some_and(u8::is_ascii_whitespace)
+    })
 }
 
 /// What asks DNS: hickory's pool of name servers (retries, TCP after a truncated answer,
@@ -555,6 +575,37 @@ mod tests {
 
     fn texts(names: &[Name]) -> Vec<String> {
         names.iter().map(Name::to_string).collect()
+    }
+
+    /// The search list resolving `app` would use, resolv.conf being `resolv_conf` on a
+    /// host whose name's domain is `host_domain`.
+    fn searched(resolv_conf: &str, host_domain: Option<&str>) -> Vec<String> {
+        let system = System {
+            resolv_conf: resolv_conf.as_bytes().to_vec(),
+            host_domain: host_domain.map(str::to_owned),
+            ..System::default()
+        };
+        let (config, _) = system_config(&system, &[]).unwrap();
+        texts(&search_list(name("app"), &config, 1))
+    }
+
+    #[test]
+    fn the_host_s_domain_is_searched_only_without_a_search_or_domain_line() {
+        let host = Some("site.test");
+        let none = "nameserver 127.0.0.1\n";
+        assert_eq!(searched(none, host), ["app.site.test.", "app."]);
+        let search = "nameserver 127.0.0.1\nsearch corp.test\n";
+        assert_eq!(searched(search, host), ["app.corp.test.", "app."]);
+        let domain = "domain own.test\nnameserver 127.0.0.1\n";
+        assert_eq!(searched(domain, host), ["app.own.test.", "app."]);
+    }
+
+    #[test]
+    fn a_host_s_domain_is_what_follows_the_first_dot_of_its_name() {
+        assert_eq!(domain_of("box.site.test").as_deref(), Some("site.test"));
+        assert_eq!(domain_of("box"), None);
+        assert_eq!(domain_of("box."), None);
+        assert_eq!(domain_of("box.a b"), None, "not a domain a resolv.conf line can hold");
     }
 
     fn config(domain: Option<&str>, search: &[&str]) -> ResolverConfig {

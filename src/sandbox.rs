@@ -9,9 +9,10 @@
 //!   to the ports the session needs, no TCP port bound, no signal and no abstract unix
 //!   socket outside the session's own domain;
 //! - seccomp: only the system calls a session makes from here on — none that opens a file
-//!   or looks one up by path, which Landlock would not stop from telling whether a file
-//!   exists, its size and times — with their arguments checked where a call can do more
-//!   than the session needs (no executable memory, IPv4 and IPv6 sockets and unix ones only for a unix backend, ioctls
+//!   or stats one by path, which Landlock would not stop from telling a file's size and
+//!   times (a unix socket the session holds, its log's, can still tell by connecting whether
+//!   a path exists) — with their arguments checked where a call can do more than the
+//!   session needs (no executable memory, IPv4 and IPv6 sockets and unix ones only for a unix backend, ioctls
 //!   and signals to itself only). Anything else fails with EPERM, as systemd's
 //!   `SystemCallErrorNumber=EPERM` would, so a mistake shows as an error, not a crash.
 //!
@@ -175,6 +176,8 @@ const CALLS: &[(libc::c_long, Check)] = &[
     (libc::SYS_write, Check::Any),
     (libc::SYS_writev, Check::Any),
     (libc::SYS_close, Check::Any),
+    // An open descriptor's only: glibc 2.33 and later make fstat(3) a newfstatat, which
+    // is not here (nothing calls either after the sandbox).
     (libc::SYS_fstat, Check::Any),
     (libc::SYS_lseek, Check::Any),
     (libc::SYS_fcntl, Check::Any),

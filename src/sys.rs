@@ -462,6 +462,22 @@ pub fn set_seccomp_filter(program: &[libc::sock_filter]) -> io::Result<()> {
     Ok(())
 }
 
+/// The host's name, as uname(2) gives it (what /proc/sys/kernel/hostname holds).
+pub fn host_name() -> Option<String> {
+    let mut names = MaybeUninit::<libc::utsname>::uninit();
+    // SAFETY: uname fills the struct, which lives across the call.
+    check(unsafe { libc::uname(names.as_mut_ptr()) }).ok()?;
+    // SAFETY: uname succeeded, so it wrote the whole struct.
+    let names = unsafe { names.assume_init() };
+    let name: Vec<u8> = names
+        .nodename
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8(name).ok()
+}
+
 /// Landlock's structures and constants (linux/landlock.h), which the libc crate lacks.
 pub mod landlock {
     pub const CREATE_RULESET_VERSION: u32 = 1;
