@@ -605,7 +605,11 @@ mod tests {
         assert_eq!(domain_of("box.site.test").as_deref(), Some("site.test"));
         assert_eq!(domain_of("box"), None);
         assert_eq!(domain_of("box."), None);
-        assert_eq!(domain_of("box.a b"), None, "not a domain a resolv.conf line can hold");
+        assert_eq!(
+            domain_of("box.a b"),
+            None,
+            "not a domain a resolv.conf line can hold"
+        );
     }
 
     fn config(domain: Option<&str>, search: &[&str]) -> ResolverConfig {
