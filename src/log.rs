@@ -128,7 +128,7 @@ impl Log {
         {
             let entry = journal_entry(summary, &clip(&line, MAX_LINE), level.priority());
             if socket.send(&entry).is_ok() {
-                wait_until_taken(socket);
+                wait_until_handled(socket);
                 return;
             }
         }
@@ -163,11 +163,19 @@ impl Log {
     }
 }
 
-/// Waits, a fifth of a second at most, until journald has taken the entry from its queue.
-/// It reads the sender's unit from /proc/PID as it takes it; a process gone by then would
-/// leave the entry without _SYSTEMD_UNIT (systemd issue 2913), and `journalctl -u` blind.
-fn wait_until_taken(socket: &UnixDatagram) {
+/// Waits, a fifth of a second at most, until journald has handled the entry just sent.
+/// Handling it, journald reads the sender's unit from /proc/PID; a process gone by then
+/// would leave the entry without _SYSTEMD_UNIT (systemd issue 2913), and `journalctl -u`
+/// blind. Nothing says when that is done, but journald takes one datagram from its socket
+/// per turn of its loop and handles it before taking the next: so an empty datagram, which
+/// it drops, sent after the entry, and nothing left unread of either (SIOCOUTQ), mean the
+/// entry has been handled. (Waiting for the entry alone to be taken left one entry in about
+/// fifteen without its unit.)
+fn wait_until_handled(socket: &UnixDatagram) {
     use std::os::fd::AsRawFd;
+    if socket.send(&[]).is_err() {
+        return;
+    }
     for _ in 0..2_000 {
         match crate::sys::unread_by_peer(socket.as_raw_fd()) {
             Ok(0) | Err(_) => return,
